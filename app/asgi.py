@@ -1,0 +1,85 @@
+"""The application factory: `litestar --app app.asgi:create_app`."""
+
+from __future__ import annotations
+
+from advanced_alchemy.exceptions import NotFoundError
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from litestar import Litestar, get
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.stores.redis import RedisStore
+from redis.asyncio import Redis
+
+import app.domain  # noqa: F401  (registers every model on the metadata)
+from app.cli import AppCLIPlugin
+from app.db import create_alchemy_config
+from app.domain.accounts.controllers import AuthController
+from app.domain.accounts.guards import PUBLIC_PATHS, build_session_auth
+from app.domain.api_keys.controllers import ApiKeysController
+from app.domain.system.controllers import HealthController
+from app.redis_client import create_redis
+from app.settings import Settings, get_settings
+from app.web.errors import error_page, sign_in_redirect
+from app.web.templating import STATIC_DIR, create_template_config
+
+
+@get("/", include_in_schema=False)
+async def home() -> Redirect:
+    return Redirect("/settings/api-keys")
+
+
+@get("/settings", include_in_schema=False)
+async def settings_home() -> Redirect:
+    return Redirect("/settings/api-keys")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    alchemy = create_alchemy_config(settings)
+    redis = create_redis(settings.redis_url)
+    session_auth = build_session_auth(settings, alchemy)
+
+    def provide_redis() -> Redis:
+        return redis
+
+    async def close_redis() -> None:
+        await redis.aclose()
+
+    return Litestar(
+        route_handlers=[
+            home,
+            settings_home,
+            AuthController,
+            ApiKeysController,
+            HealthController,
+            create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
+        ],
+        plugins=[
+            SQLAlchemyPlugin(config=alchemy),
+            HTMXPlugin(),
+            AppCLIPlugin(),
+        ],
+        on_app_init=[session_auth.on_app_init],
+        dependencies={"redis": Provide(provide_redis, sync_to_thread=False)},
+        stores={"sessions": RedisStore(redis, namespace="sessions", handle_client_shutdown=False)},
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_secure=settings.is_production,
+            cookie_httponly=True,
+            exclude=PUBLIC_PATHS,
+        ),
+        template_config=create_template_config(),
+        exception_handlers={
+            NotAuthorizedException: sign_in_redirect,
+            NotFoundError: error_page,
+            HTTPException: error_page,
+        },
+        on_shutdown=[close_redis],
+        state=State({"settings": settings, "alchemy": alchemy}),
+        debug=False,
+    )

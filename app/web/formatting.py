@@ -1,0 +1,32 @@
+"""How times read on the staff pages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def _plural(count: int, unit: str) -> str:
+    return f"{count} {unit}{'' if count == 1 else 's'} ago"
+
+
+def time_ago(moment: datetime, now: datetime) -> str:
+    """'just now', '5 minutes ago', '2 days ago', ...: the Last Used column's wording."""
+    seconds = int((now - moment).total_seconds())
+    if seconds < 60:
+        return "just now"
+    minutes = seconds // 60
+    if minutes < 60:
+        return _plural(minutes, "minute")
+    hours = minutes // 60
+    if hours < 24:
+        return _plural(hours, "hour")
+    days = hours // 24
+    if days < 30:
+        return _plural(days, "day")
+    if days < 365:
+        return _plural(days // 30, "month")
+    return _plural(days // 365, "year")
+
+
+def exact_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
