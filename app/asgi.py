@@ -6,6 +6,7 @@ from advanced_alchemy.exceptions import NotFoundError
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, get
 from litestar.config.csrf import CSRFConfig
+from litestar.logging.config import LoggingConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             NotFoundError: error_page,
             HTTPException: error_page,
         },
+        # Unexpected errors are logged with their traceback in every environment, not only in debug mode.
+        logging_config=LoggingConfig(log_exceptions="always"),
         on_shutdown=[close_redis],
         state=State({"settings": settings, "alchemy": alchemy}),
         debug=False,

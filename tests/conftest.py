@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 import uuid
@@ -28,13 +27,6 @@ from app.domain.accounts.services import NewOrganization, NewUser, OrganizationS
 from app.settings import PROJECT_ROOT, Settings
 
 PASSWORD = "correct-horse-battery"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Every coroutine test runs on asyncio through anyio's pytest plugin.
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.anyio)
 
 
 @pytest.fixture

@@ -37,11 +37,7 @@ class AuthController(Controller):
     dependencies = {"users_service": create_service_provider(UserService)}
 
     @get("/login", name="login")
-    async def show_sign_in(
-        self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None
-    ) -> Template:
-        if request.session.get(SESSION_USER_KEY):
-            return Template("accounts/login.html", context={"already": True, "next": safe_next_path(next)})
+    async def show_sign_in(self, next: FromQuery[str | None] = None) -> Template:
         return Template("accounts/login.html", context={"next": safe_next_path(next), "email": ""})
 
     @post("/login", status_code=200)

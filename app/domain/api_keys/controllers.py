@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -41,8 +42,9 @@ def _form_values(form: FormMultiDict) -> dict[str, Any]:
     }
 
 
-def _toast(message: str) -> dict[str, Any]:
-    return {"trigger_event": "toast", "params": {"message": message}, "after": "receive"}
+def _toast(message: str) -> dict[str, str]:
+    """An HX-Trigger header for a toast. json.dumps escapes non-ASCII, which headers cannot carry."""
+    return {"HX-Trigger": json.dumps({"toast": {"message": message}})}
 
 
 class ApiKeysController(Controller):
@@ -113,7 +115,7 @@ class ApiKeysController(Controller):
                 template_name="api_keys/_created.html",
                 context={"issued": issued, "keys": keys, "now": datetime.now(UTC)},
                 status_code=201,
-                **_toast(f"API key “{issued.api_key.name}” created"),
+                headers=_toast(f"API key “{issued.api_key.name}” created"),
             )
         return await self._page(request, api_keys_service, status_code=201, issued=issued, dialog_open=True)
 
@@ -132,7 +134,7 @@ class ApiKeysController(Controller):
         return HTMXTemplate(
             template_name="api_keys/_row.html",
             context={"key": api_key, "now": datetime.now(UTC)},
-            **_toast(f"API key “{api_key.name}” revoked"),
+            headers=_toast(f"API key “{api_key.name}” revoked"),
         )
 
     @post("/{key_id:uuid}/delete", name="api_keys.delete", status_code=200)
@@ -151,5 +153,5 @@ class ApiKeysController(Controller):
         return HTMXTemplate(
             template_name="api_keys/_table_body.html",
             context={"keys": keys, "now": datetime.now(UTC)},
-            **_toast(f"API key “{api_key.name}” deleted"),
+            headers=_toast(f"API key “{api_key.name}” deleted"),
         )

@@ -1,0 +1,146 @@
+"""Staff sign-in, sign-out, sessions and CSRF on the pages."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app.asgi import create_app
+from app.settings import Settings
+from tests.conftest import PASSWORD, Staff, csrf_token, sign_in
+
+pytestmark = pytest.mark.anyio
+Client = AsyncTestClient[Litestar]
+
+
+async def test_sign_in_page_has_the_documented_fields(client: Client) -> None:
+    response = await client.get("/login")
+    assert response.status_code == 200
+    assert 'name="email"' in response.text
+    assert 'name="password"' in response.text
+    assert 'name="_csrf_token"' in response.text
+
+
+async def test_visitor_is_sent_to_sign_in_and_back(client: Client, studio: Staff) -> None:
+    response = await client.get("/settings/api-keys", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Fsettings%2Fapi-keys"
+
+    login = await client.get(response.headers["location"])
+    assert 'name="next" value="/settings/api-keys"' in login.text
+    signed_in = await client.post(
+        "/login",
+        data={
+            "email": studio.admin.email,
+            "password": PASSWORD,
+            "next": "/settings/api-keys",
+            "_csrf_token": csrf_token(client),
+        },
+        follow_redirects=False,
+    )
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"] == "/settings/api-keys"
+    page = await client.get("/settings/api-keys")
+    assert page.status_code == 200
+    assert "API Keys" in page.text
+
+
+async def test_htmx_request_without_session_redirects_the_browser(client: Client) -> None:
+    response = await client.get("/settings/api-keys/new", headers={"HX-Request": "true"})
+    assert response.headers["HX-Redirect"].startswith("/login?next=")
+
+
+async def test_wrong_credentials_get_one_generic_message(client: Client, studio: Staff) -> None:
+    await client.get("/login")
+    wrong_password = await client.post(
+        "/login",
+        data={"email": studio.admin.email, "password": "nope-nope", "_csrf_token": csrf_token(client)},
+    )
+    unknown_email = await client.post(
+        "/login",
+        data={"email": "nobody@example.com", "password": PASSWORD, "_csrf_token": csrf_token(client)},
+    )
+    for response in (wrong_password, unknown_email):
+        assert response.status_code == 400
+        assert "Incorrect email or password." in response.text
+    assert (await client.get("/settings/api-keys", follow_redirects=False)).status_code == 303
+
+
+async def test_email_is_case_insensitive(client: Client, studio: Staff) -> None:
+    await client.get("/login")
+    response = await client.post(
+        "/login",
+        data={"email": studio.admin.email.upper(), "password": PASSWORD, "_csrf_token": csrf_token(client)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+
+
+async def test_next_never_leaves_the_site(client: Client, studio: Staff) -> None:
+    await client.get("/login")
+    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        response = await client.post(
+            "/login",
+            data={
+                "email": studio.admin.email,
+                "password": PASSWORD,
+                "next": target,
+                "_csrf_token": csrf_token(client),
+            },
+            follow_redirects=False,
+        )
+        assert response.headers["location"] == "/"
+
+
+async def test_session_cookie_is_httponly_and_lax(client: Client, studio: Staff) -> None:
+    await client.get("/login")
+    response = await client.post(
+        "/login",
+        data={"email": studio.admin.email, "password": PASSWORD, "_csrf_token": csrf_token(client)},
+        follow_redirects=False,
+    )
+    cookie = next(value for value in response.headers.get_list("set-cookie") if value.startswith("session="))
+    attributes = cookie.lower()
+    assert "httponly" in attributes
+    assert "samesite=lax" in attributes
+    assert "secure" not in attributes  # dev serves plain http
+
+
+async def test_session_cookie_is_secure_in_production(settings: Settings, studio: Staff) -> None:
+    app = create_app(replace(settings, app_env="production"))
+    async with AsyncTestClient(app, base_url="https://testserver.local") as client:
+        await client.get("/login")
+        response = await client.post(
+            "/login",
+            data={"email": studio.admin.email, "password": PASSWORD, "_csrf_token": csrf_token(client)},
+            follow_redirects=False,
+        )
+        cookie = next(
+            value for value in response.headers.get_list("set-cookie") if value.startswith("session=")
+        )
+        assert "secure" in cookie.lower()
+
+
+async def test_sign_in_requires_csrf_token(client: Client, studio: Staff) -> None:
+    await client.get("/login")
+    response = await client.post("/login", data={"email": studio.admin.email, "password": PASSWORD})
+    assert response.status_code == 403
+    assert (await client.get("/settings/api-keys", follow_redirects=False)).status_code == 303
+
+
+async def test_sign_out_ends_the_session(client: Client, studio: Staff) -> None:
+    await sign_in(client, studio.admin)
+    response = await client.post("/logout", data={"_csrf_token": csrf_token(client)}, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+    assert (await client.get("/settings/api-keys", follow_redirects=False)).status_code == 303
+
+
+async def test_sign_out_requires_csrf_token(client: Client, studio: Staff) -> None:
+    await sign_in(client, studio.admin)
+    response = await client.post("/logout")
+    assert response.status_code == 403
+    assert (await client.get("/settings/api-keys")).status_code == 200
