@@ -6,10 +6,10 @@ from advanced_alchemy.exceptions import NotFoundError
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, get
 from litestar.config.csrf import CSRFConfig
-from litestar.logging.config import LoggingConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.logging.config import LoggingConfig
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
