@@ -17,6 +17,7 @@ from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
 
 import app.domain  # noqa: F401  (registers every model on the metadata)
+from app.api.router import create_api_router, create_openapi_config
 from app.cli import AppCLIPlugin
 from app.db import create_alchemy_config
 from app.domain.accounts.controllers import AuthController
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuthController,
             ApiKeysController,
             HealthController,
+            create_api_router(alchemy.get_engine(), redis),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         plugins=[
@@ -75,13 +77,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             exclude=PUBLIC_PATHS,
         ),
         template_config=create_template_config(),
+        openapi_config=create_openapi_config(),
         exception_handlers={
             NotAuthorizedException: sign_in_redirect,
             NotFoundError: error_page,
             HTTPException: error_page,
         },
-        # Unexpected errors are logged with their traceback in every environment, not only in debug mode.
-        logging_config=LoggingConfig(log_exceptions="always"),
+        # Our loggers get a handler; the root logger is left to the server (and to pytest's capture).
+        logging_config=LoggingConfig(
+            configure_root_logger=False,
+            loggers={"app": {"level": "INFO", "handlers": ["queue_listener"], "propagate": True}},
+        ),
         on_shutdown=[close_redis],
         state=State({"settings": settings, "alchemy": alchemy}),
         debug=False,

@@ -5,10 +5,15 @@ from __future__ import annotations
 import click
 from litestar import Litestar
 from litestar.cli._utils import LitestarGroup
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cli import fail, run_in_transaction
+from app.domain.accounts.models import Organization
 from app.domain.accounts.services import NewOrganization, NewUser, OrganizationService, UserService
+from app.domain.api_keys import rules
+from app.domain.api_keys.models import ApiKey
+from app.domain.booking.models import Package, Service
 from app.settings import Settings
 
 DEMO_ORGANIZATION = NewOrganization(name="Demo Studio", slug="demo", time_zone="Europe/London")
@@ -17,6 +22,99 @@ DEMO_USERS = (
     NewUser(email="demo@example.com", password=DEMO_PASSWORD, role="admin"),
     NewUser(email="staff@example.com", password=DEMO_PASSWORD, role="staff"),
 )
+
+
+# A published, development-only key (like a payment provider's test keys), so the README's curl examples work.
+DEMO_API_KEY = "qv_pk_DemoStudioLocalDevelopmentKey00146VJSZ"
+
+
+def demo_services(organization: Organization) -> list[Service]:
+    common = {"organization_id": organization.id, "currency": "GBP", "booking_horizon_days": 60}
+    return [
+        Service(
+            name="Deep Tissue Massage",
+            description="A one-to-one 60-minute massage.",
+            duration_minutes=60,
+            price_amount=6500,
+            capacity=1,
+            slot_interval_minutes=30,
+            min_notice_minutes=120,
+            buffer_after_minutes=15,
+            **common,
+        ),
+        Service(
+            name="Vinyasa Yoga",
+            description="A flowing 75-minute class for up to 12 people.",
+            duration_minutes=75,
+            price_amount=1500,
+            capacity=12,
+            slot_interval_minutes=90,
+            min_notice_minutes=30,
+            **common,
+        ),
+        Service(
+            name="Free Consultation",
+            description="A free 30-minute chat to find what suits you.",
+            duration_minutes=30,
+            price_amount=0,
+            capacity=1,
+            slot_interval_minutes=30,
+            min_notice_minutes=60,
+            **common,
+        ),
+    ]
+
+
+async def _seed_catalog(session: AsyncSession, organization: Organization) -> bool:
+    if await session.scalar(select(Service.id).where(Service.organization_id == organization.id).limit(1)):
+        return False
+    massage, yoga, _consultation = services = demo_services(organization)
+    session.add_all(services)
+    session.add_all(
+        [
+            Package(
+                organization_id=organization.id,
+                name="5 Massage Package",
+                description="Five deep tissue massages, to use within six months.",
+                session_count=5,
+                validity_days=180,
+                price_amount=30000,
+                currency="GBP",
+                services=[massage],
+            ),
+            Package(
+                organization_id=organization.id,
+                name="10-Class Pass",
+                description="Ten yoga classes, to use within three months.",
+                session_count=10,
+                validity_days=90,
+                price_amount=12000,
+                currency="GBP",
+                services=[yoga],
+            ),
+        ]
+    )
+    await session.flush()
+    return True
+
+
+async def _seed_key(session: AsyncSession, organization: Organization) -> bool:
+    key_hash = rules.hash_key(DEMO_API_KEY)
+    if await session.scalar(select(ApiKey.id).where(ApiKey.key_hash == key_hash)):
+        return False
+    session.add(
+        ApiKey(
+            organization_id=organization.id,
+            name="Demo server key",
+            key_hash=key_hash,
+            prefix=rules.display_prefix(DEMO_API_KEY),
+            scopes=list(rules.SCOPES),
+            allowed_origins=[],
+            rate_limit_per_minute=rules.RATE_LIMIT_DEFAULT,
+        )
+    )
+    await session.flush()
+    return True
 
 
 async def seed_demo(session: AsyncSession) -> bool:
@@ -32,7 +130,8 @@ async def seed_demo(session: AsyncSession) -> bool:
         if not await users.exists(email=user.email):
             await users.create_user(organization, user)
             created = True
-    return created
+    created = await _seed_catalog(session, organization) or created
+    return await _seed_key(session, organization) or created
 
 
 @click.group(cls=LitestarGroup, name="demo")

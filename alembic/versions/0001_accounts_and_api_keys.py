@@ -1,6 +1,6 @@
 """accounts and api keys
 
-Revision ID: 1dbb52c72369
+Revision ID: 0001
 Revises:
 Create Date: 2026-11-27 22:04:57.039466
 """
@@ -13,7 +13,7 @@ import advanced_alchemy.types
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "1dbb52c72369"
+revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,6 +13,9 @@ from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from app.api.problems import problem_handler
+
+logger = logging.getLogger(__name__)
 TITLES = {
     400: "Bad request",
     403: "Forbidden",
@@ -35,11 +39,14 @@ def sign_in_redirect(request: Request[Any, Any, Any], _: NotAuthorizedException)
 
 
 def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if request.url.path.startswith("/api/"):  # no route matched: still answer as the API does
+        return problem_handler(request, exc)
     if isinstance(exc, NotFoundError):
         status_code, detail = 404, "That page or item does not exist."
     elif isinstance(exc, HTTPException):
         status_code, detail = exc.status_code, exc.detail
     else:
+        logger.exception("unexpected error on %s", request.url.path)
         status_code, detail = HTTP_500_INTERNAL_SERVER_ERROR, "Something went wrong on our side."
     title = TITLES.get(status_code, "Error")
     if _is_htmx(request):

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -14,6 +15,7 @@ from app.asgi import create_app
 from app.settings import Settings
 from tests.conftest import alchemy_of, make_settings
 
+pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
 
 

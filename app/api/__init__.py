@@ -1,0 +1,1 @@
+"""The Public Booking API: its guard, its errors and its documentation. Endpoints live in their domains."""

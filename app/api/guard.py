@@ -1,0 +1,206 @@
+"""The guard in front of every /api/v1 route: CORS, the key, its origins, its rate limit and the route's scope.
+
+One code path, in the order the help page's promises depend on. Its cost is one indexed lookup by key
+hash and one Redis round trip; everything else is in-process.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from litestar import Request
+from litestar.middleware import ASGIMiddleware
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api.problems import PROBLEM_MEDIA_TYPE, problem_body
+from app.domain.api_keys.authentication import ApiClient, KeyRejected, authenticate
+from app.domain.api_keys.rate_limit import WINDOW_SECONDS, RateLimitDecision, RateLimiter
+
+API_CLIENT_STATE_KEY = "api_client"
+REQUEST_ID_STATE_KEY = "request_id"
+SCOPE_OPT_KEY = "scope"
+
+ALLOWED_METHODS = "GET, POST, OPTIONS"
+ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key"
+EXPOSED_HEADERS = (
+    "RateLimit, RateLimit-Policy, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, "
+    "Retry-After, Location, X-Request-Id, Idempotent-Replayed"
+)
+PREFLIGHT_MAX_AGE = "600"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def _header(name: str, value: str) -> tuple[bytes, bytes]:
+    return name.encode("latin-1"), value.encode("latin-1")
+
+
+def cors_headers(origin: str | None) -> Headers:
+    """Any origin may read responses: a key's allowed origins, not CORS, decide who may use it."""
+    if origin is None:
+        return [_header("Vary", "Origin")]
+    return [
+        _header("Access-Control-Allow-Origin", origin),
+        _header("Vary", "Origin"),
+        _header("Access-Control-Expose-Headers", EXPOSED_HEADERS),
+    ]
+
+
+def rate_limit_headers(limit: int, decision: RateLimitDecision | None) -> Headers:
+    """The IETF httpapi RateLimit headers, and the X-RateLimit-* ones older clients read."""
+    headers = [_header("RateLimit-Policy", f'"default";q={limit};w={WINDOW_SECONDS}')]
+    if decision is not None:  # unknown while Redis is unreachable: better absent than wrong
+        headers += [
+            _header("RateLimit", f'"default";r={decision.remaining};t={decision.reset_seconds}'),
+            _header("X-RateLimit-Limit", str(limit)),
+            _header("X-RateLimit-Remaining", str(decision.remaining)),
+            _header("X-RateLimit-Reset", str(decision.reset_seconds)),
+        ]
+    return headers
+
+
+def extract_key(authorization: str | None, api_key_header: str | None) -> str | None:
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    if api_key_header and api_key_header.strip():
+        return api_key_header.strip()
+    return None
+
+
+def _request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, str]:
+    wanted = (b"authorization", b"x-api-key", b"origin", b"x-request-id")
+    return {name: value.decode("latin-1") for name, value in raw if name in wanted}
+
+
+class ApiGuardMiddleware(ASGIMiddleware):
+    def __init__(self, engine: AsyncEngine, limiter: RateLimiter) -> None:
+        self.engine = engine
+        self.limiter = limiter
+
+    def __deepcopy__(self, _memo: dict[int, Any]) -> ApiGuardMiddleware:
+        # Litestar deep-copies route handlers on registration; the engine and Redis client are shared, not copied.
+        return self
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        headers = _request_headers(scope["headers"])
+        incoming_id = headers.get(b"x-request-id", "")
+        request_id = incoming_id if _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state[REQUEST_ID_STATE_KEY] = request_id
+        origin = headers.get(b"origin")
+        response_headers = [*cors_headers(origin), _header("X-Request-Id", request_id)]
+
+        if scope.get("method") == "OPTIONS":  # a CORS preflight carries no key
+            response_headers += [
+                _header("Access-Control-Allow-Methods", ALLOWED_METHODS),
+                _header("Access-Control-Allow-Headers", ALLOWED_HEADERS),
+                _header("Access-Control-Max-Age", PREFLIGHT_MAX_AGE),
+            ]
+            await _respond(send, 204, response_headers, b"")
+            return
+
+        async def problem(status: int, code: str, detail: str, extra_headers: Headers | None = None) -> None:
+            body = problem_body(status, code, detail, request_id)
+            headers = [
+                _header("Content-Type", PROBLEM_MEDIA_TYPE),
+                _header("Content-Length", str(len(body))),
+                *response_headers,
+                *(extra_headers or []),
+            ]
+            await _respond(send, status, headers, body)
+
+        key = extract_key(headers.get(b"authorization"), headers.get(b"x-api-key"))
+        if key is None:
+            await problem(
+                401,
+                "missing_api_key",
+                "Send your API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
+                [_header("WWW-Authenticate", 'Bearer realm="api"')],
+            )
+            return
+        try:
+            client = await authenticate(self.engine, key)
+        except KeyRejected as rejected:
+            await problem(
+                401, rejected.code, rejected.detail, [_header("WWW-Authenticate", 'Bearer realm="api"')]
+            )
+            return
+        except (OperationalError, DBAPIError, OSError):
+            await problem(
+                503, "service_unavailable", "The service is temporarily unavailable. Retry shortly."
+            )
+            return
+
+        limit = client.rate_limit_per_minute
+        if client.allowed_origins and origin not in client.allowed_origins:
+            detail = (
+                f"Origin {origin} is not allowed to use this API key."
+                if origin
+                else "This API key only accepts requests from its allowed origins, and the request has no Origin."
+            )
+            await problem(403, "origin_not_allowed", detail, rate_limit_headers(limit, None))
+            return
+
+        decision = await self.limiter.hit(client.key_id, limit)
+        response_headers += rate_limit_headers(limit, decision)
+        if decision is not None and not decision.allowed:
+            await problem(
+                429,
+                "rate_limited",
+                f"This API key allows {limit} requests per minute. Retry in {decision.reset_seconds} s.",
+                [_header("Retry-After", str(decision.reset_seconds))],
+            )
+            return
+
+        required = _required_scope(scope)
+        if required not in client.scopes:
+            await problem(
+                403,
+                "insufficient_scope",
+                f"This API key lacks the {required!r} scope this endpoint requires.",
+            )
+            return
+
+        state[API_CLIENT_STATE_KEY] = client
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *response_headers]
+            await send(message)
+
+        await next_app(scope, receive, send_with_headers)
+
+
+async def _respond(send: Send, status: int, headers: Headers, body: bytes) -> None:
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
+
+
+def _required_scope(scope: Scope) -> str | None:
+    """The scope the route declares; create_api_router makes sure every route declares one."""
+    scope_name: str | None = scope["route_handler"].opt.get(SCOPE_OPT_KEY)
+    return scope_name
+
+
+def provide_api_client(request: Request[Any, Any, Any]) -> ApiClient:
+    """The `api_client` dependency of every /api/v1 handler: the caller the guard let through."""
+    client: ApiClient = request.state[API_CLIENT_STATE_KEY]
+    return client

@@ -1,0 +1,106 @@
+"""The versioned Public Booking API: /api/v1 behind the guard, documented by an OpenAPI schema."""
+
+from __future__ import annotations
+
+from advanced_alchemy.exceptions import NotFoundError
+from litestar import Router
+from litestar.datastructures import ResponseHeader
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api.guard import SCOPE_OPT_KEY, ApiGuardMiddleware, provide_api_client
+from app.api.problems import problem_handler
+from app.domain.api_keys import rules
+from app.domain.api_keys.rate_limit import RateLimiter
+from app.domain.booking.controllers import CatalogController
+
+API_PREFIX = "/api/v1"
+DOCS_PATH = "/api/docs"
+
+_RATE_LIMIT_HEADERS = [
+    ResponseHeader(
+        name="RateLimit-Policy",
+        documentation_only=True,
+        description='The key\'s limit: `"default";q=<limit>;w=60`.',
+    ),
+    ResponseHeader(
+        name="RateLimit",
+        documentation_only=True,
+        description='What is left of the window: `"default";r=<remaining>;t=<seconds to reset>`.',
+    ),
+    ResponseHeader(
+        name="X-RateLimit-Limit", documentation_only=True, description="Requests allowed per minute."
+    ),
+    ResponseHeader(
+        name="X-RateLimit-Remaining", documentation_only=True, description="Requests left in this window."
+    ),
+    ResponseHeader(
+        name="X-RateLimit-Reset", documentation_only=True, description="Seconds until the window resets."
+    ),
+    ResponseHeader(
+        name="X-Request-Id", documentation_only=True, description="Quote it when you contact support."
+    ),
+]
+
+
+API_HANDLERS = [CatalogController]
+
+
+def create_api_router(engine: AsyncEngine, redis: Redis) -> Router:
+    router = Router(
+        path=API_PREFIX,
+        route_handlers=API_HANDLERS,
+        middleware=[ApiGuardMiddleware(engine=engine, limiter=RateLimiter(redis))],
+        dependencies={"api_client": Provide(provide_api_client, sync_to_thread=False)},
+        exception_handlers={
+            HTTPException: problem_handler,
+            NotFoundError: problem_handler,
+            Exception: problem_handler,
+        },
+        security=[{"bearerKey": []}, {"headerKey": []}],
+        response_headers=_RATE_LIMIT_HEADERS,
+    )
+    for route in router.routes:
+        for handler in route.route_handlers:  # type: ignore[union-attr]
+            if handler.http_methods == {
+                "OPTIONS"
+            }:  # Litestar's own, answered by the guard as CORS preflights
+                continue
+            if handler.opt.get(SCOPE_OPT_KEY) not in rules.SCOPES:
+                raise RuntimeError(
+                    f"{handler} must declare the scope it needs: opt={{'scope': 'read' | 'write'}}"
+                )
+    return router
+
+
+def create_openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="QuickVisit Public Booking API",
+        version="1.0.0",
+        description=(
+            "Query services, packages and availability, and create reservations, with an API key from "
+            "Settings → DEVELOPER → API Keys. Errors are RFC 9457 problem details; every response carries "
+            "rate-limit headers."
+        ),
+        path=DOCS_PATH,
+        render_plugins=[SwaggerRenderPlugin(path="/")],
+        tags=[Tag(name="Catalog", description="Services and packages (Read scope).")],
+        components=Components(
+            security_schemes={
+                "bearerKey": SecurityScheme(
+                    type="http", scheme="bearer", description="`Authorization: Bearer qv_pk_...`"
+                ),
+                "headerKey": SecurityScheme(
+                    type="apiKey",
+                    name="X-API-Key",
+                    security_scheme_in="header",
+                    description="`X-API-Key: qv_pk_...`",
+                ),
+            }
+        ),
+    )

@@ -1,0 +1,107 @@
+"""Helpers for Public Booking API tests: keys and catalog rows made through the real services."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from litestar import Litestar
+from sqlalchemy import update
+
+from app.db import transaction
+from app.domain.api_keys import rules
+from app.domain.api_keys.models import ApiKey
+from app.domain.api_keys.services import ApiKeyService
+from app.domain.booking.models import Package, Service
+from tests.conftest import Staff, alchemy_of
+
+
+async def make_key(
+    app: Litestar,
+    staff: Staff,
+    *,
+    scopes: tuple[str, ...] = ("read", "write"),
+    origins: str = "",
+    rate_limit: int = 1000,
+    expires_at: datetime | None = None,
+) -> str:
+    async with transaction(alchemy_of(app)) as session:
+        request = rules.validate_key_request(
+            name="Test key", scopes=scopes, origins=origins, rate_limit=rate_limit, expires_in_days=None
+        )
+        issued = await ApiKeyService(session=session).issue(
+            staff.organization.id, request, created_by_id=None
+        )
+        if expires_at is not None:
+            await session.execute(
+                update(ApiKey).where(ApiKey.id == issued.api_key.id).values(expires_at=expires_at)
+            )
+    return issued.secret
+
+
+def service_row(staff: Staff, **overrides: Any) -> Service:
+    values: dict[str, Any] = {
+        "organization_id": staff.organization.id,
+        "name": "Massage",
+        "description": "",
+        "duration_minutes": 60,
+        "price_amount": 6500,
+        "currency": "GBP",
+        "capacity": 1,
+        "is_active": True,
+        "slot_interval_minutes": 30,
+        "min_notice_minutes": 0,
+        "booking_horizon_days": 60,
+        "buffer_before_minutes": 0,
+        "buffer_after_minutes": 0,
+    }
+    values.update(overrides)
+    return Service(**values)
+
+
+async def add_services(app: Litestar, staff: Staff, *services: Service) -> list[Service]:
+    async with transaction(alchemy_of(app)) as session:
+        session.add_all(services)
+    return list(services)
+
+
+async def add_package(app: Litestar, staff: Staff, services: list[Service], **overrides: Any) -> Package:
+    values: dict[str, Any] = {
+        "organization_id": staff.organization.id,
+        "name": "5 pack",
+        "description": "",
+        "session_count": 5,
+        "validity_days": 180,
+        "price_amount": 30000,
+        "currency": "GBP",
+        "is_active": True,
+    }
+    values.update(overrides)
+    async with transaction(alchemy_of(app)) as session:
+        package = Package(**values)
+        package.services = [await session.merge(service) for service in services]
+        session.add(package)
+    return package
+
+
+def bearer(key: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", **extra}
+
+
+def wait_for_a_fresh_window(margin_s: float = 5.0) -> None:
+    """Rate limits count per wall-clock minute: start a counting test well inside one."""
+    into_minute = time.time() % 60
+    if into_minute > 60 - margin_s:
+        time.sleep(60 - into_minute + 0.05)
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["title"] and body["detail"] and body["type"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
