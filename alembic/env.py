@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from logging.config import fileConfig
+from typing import Any
 
 from advanced_alchemy.base import orm_registry
+from advanced_alchemy.types import GUID
 from alembic import context
 from sqlalchemy.engine import Connection
 
@@ -26,12 +28,19 @@ def _settings() -> Settings:
     return settings if isinstance(settings, Settings) else get_settings()
 
 
+def _compare_type(
+    _context: Any, _inspected: Any, _column: Any, _inspected_type: Any, metadata_type: Any
+) -> bool | None:
+    # SQLite reflects GUID's BINARY(16) as NUMERIC(16): not a change. None: Alembic's own comparison.
+    return False if isinstance(metadata_type, GUID) else None
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
+        compare_type=_compare_type,
     )
     with context.begin_transaction():
         context.run_migrations()

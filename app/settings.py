@@ -44,7 +44,7 @@ class Settings:
             raise SettingsError(f"APP_ENV must be 'dev' or 'production', not {app_env!r}")
         data_dir = Path(env.get("DATA_DIR") or DEFAULT_DATA_DIR)
         port_text = env.get("PORT", "8000").strip() or "8000"
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise SettingsError(f"PORT must be a TCP port number, not {port_text!r}")
         secret_key = env.get("SECRET_KEY", "").strip()
         if not secret_key:
@@ -89,16 +89,22 @@ def embedded_redis_url(data_dir: Path) -> str:
 def _dev_secret_key(data_dir: Path) -> str:
     """A development secret generated once and kept, so sessions survive restarts."""
     path = data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process of `make run` won the race
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: a process racing us never reads a half-written file.
+        draft = data_dir / f".secret_key.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process of `make run` won the race; use its secret
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise SettingsError(f"{path} holds no usable secret; delete it to have a new one generated")
     return key
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 def _plural(count: int, unit: str) -> str:
@@ -29,4 +29,4 @@ def time_ago(moment: datetime, now: datetime) -> str:
 
 
 def exact_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
