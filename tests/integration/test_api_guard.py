@@ -22,7 +22,7 @@ from app.domain.api_keys.models import ApiKey
 from app.domain.api_keys.services import ApiKeyService
 from app.settings import Settings
 from tests.api_helpers import assert_problem, bearer, make_key, wait_for_a_fresh_window
-from tests.conftest import Staff, alchemy_of
+from tests.conftest import Staff, alchemy_of, app_engine, dispose_engines
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -65,7 +65,7 @@ async def test_malformed_key_is_rejected_without_database_or_redis(
     ]
 
     statements: list[str] = []
-    engine = alchemy_of(app).get_engine().sync_engine
+    engine = app_engine(app).sync_engine
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
@@ -116,7 +116,7 @@ async def test_revocation_from_another_process_is_seen_at_once(
     async with transaction(alchemy_of(other_process)) as session:
         service = ApiKeyService(session=session)
         await service.revoke(await service.get_one(ApiKey.key_hash == rules.hash_key(key)))
-    await alchemy_of(other_process).get_engine().dispose()
+    await dispose_engines(other_process)
     assert_problem(await client.get(SERVICES, headers=bearer(key)), 401, "key_revoked")
 
 
@@ -301,7 +301,7 @@ async def test_redis_down_fails_open_with_a_warning(
             response = await client.get(SERVICES, headers=bearer(key))
             assert response.status_code == 200
             assert response.headers["ratelimit-policy"] == '"default";q=1;w=60'
-    await alchemy_of(broken).get_engine().dispose()
+    await dispose_engines(broken)
     assert "rate limiting is failing open" in caplog.text
 
 

@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
 from app.settings import Settings
-from tests.conftest import alchemy_of, make_settings
+from tests.conftest import dispose_engines, make_settings
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -34,7 +34,7 @@ async def client_for(settings: Settings) -> AsyncIterator[Client]:
         async with AsyncTestClient(app, base_url="http://testserver.local") as client:
             yield client
     finally:
-        await alchemy_of(app).get_engine().dispose()
+        await dispose_engines(app)
 
 
 async def test_health_is_ok_when_database_and_redis_answer(client: Client) -> None:
