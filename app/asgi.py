@@ -24,10 +24,12 @@ from app.domain.accounts.controllers import AuthController
 from app.domain.accounts.guards import PUBLIC_PATHS, build_session_auth
 from app.domain.api_keys.controllers import ApiKeysController
 from app.domain.system.controllers import HealthController
+from app.domain.usage.recorder import UsageRecorder
 from app.redis_client import create_redis
 from app.settings import Settings, get_settings
 from app.web.errors import error_page, sign_in_redirect
 from app.web.templating import STATIC_DIR, create_template_config
+from app.workers import create_queue
 
 
 @get("/", include_in_schema=False)
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     alchemy = create_alchemy_config(settings)
     redis = create_redis(settings.redis_url)
     session_auth = build_session_auth(settings, alchemy)
+    recorder = UsageRecorder(create_queue(redis))
 
     def provide_redis() -> Redis:
         return redis
@@ -59,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuthController,
             ApiKeysController,
             HealthController,
-            create_api_router(alchemy.get_engine(), redis),
+            create_api_router(alchemy.get_engine(), redis, recorder),
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         plugins=[
@@ -86,9 +89,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Our loggers get a handler; the root logger is left to the server (and to pytest's capture).
         logging_config=LoggingConfig(
             configure_root_logger=False,
-            loggers={"app": {"level": "INFO", "handlers": ["queue_listener"], "propagate": True}},
+            loggers={
+                "app": {"level": "INFO", "handlers": ["queue_listener"], "propagate": True},
+                # SAQ logs every enqueue at INFO: one line per usage batch, and a quarter of the throughput.
+                "saq": {"level": "WARNING", "propagate": True},
+            },
         ),
-        on_shutdown=[close_redis],
-        state=State({"settings": settings, "alchemy": alchemy}),
+        on_startup=[recorder.start],
+        # The recorder hands over its last events before Redis closes.
+        on_shutdown=[recorder.stop, close_redis],
+        state=State({"settings": settings, "alchemy": alchemy, "usage_recorder": recorder}),
         debug=False,
     )

@@ -27,6 +27,7 @@ class Settings:
     secret_key: str
     port: int
     data_dir: Path
+    usage_retention_days: int = 90
 
     @property
     def is_production(self) -> bool:
@@ -53,6 +54,11 @@ class Settings:
             secret_key = _dev_secret_key(data_dir)
         elif len(secret_key) < 32:
             raise SettingsError("SECRET_KEY must be at least 32 characters")
+        retention_text = env.get("USAGE_RETENTION_DAYS", "90").strip() or "90"
+        if not (retention_text.isascii() and retention_text.isdigit()) or int(retention_text) < 1:
+            raise SettingsError(
+                f"USAGE_RETENTION_DAYS must be a whole number of days, not {retention_text!r}"
+            )
         redis_url = env.get("REDIS_URL", "").strip()
         if not redis_url and app_env == "production":
             raise SettingsError("REDIS_URL is required when APP_ENV=production")
@@ -64,6 +70,7 @@ class Settings:
             secret_key=secret_key,
             port=int(port_text),
             data_dir=data_dir,
+            usage_retention_days=int(retention_text),
         )
 
 

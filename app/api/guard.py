@@ -7,6 +7,7 @@ hash and one Redis round trip; everything else is in-process.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.api.problems import PROBLEM_MEDIA_TYPE, problem_body
 from app.domain.api_keys.authentication import ApiClient, KeyRejected, authenticate
 from app.domain.api_keys.rate_limit import WINDOW_SECONDS, RateLimitDecision, RateLimiter
+from app.domain.usage.recorder import UsageRecorder
 
 API_CLIENT_STATE_KEY = "api_client"
 REQUEST_ID_STATE_KEY = "request_id"
@@ -41,6 +43,7 @@ EXPOSED_HEADERS = (
 )
 PREFLIGHT_MAX_AGE = "600"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_UNAUTHORIZED = (b"www-authenticate", b'Bearer realm="api"')
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -89,15 +92,17 @@ def _request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, str]:
 
 
 class ApiGuardMiddleware(ASGIMiddleware):
-    def __init__(self, engine: AsyncEngine, limiter: RateLimiter) -> None:
+    def __init__(self, engine: AsyncEngine, limiter: RateLimiter, recorder: UsageRecorder) -> None:
         self.engine = engine
         self.limiter = limiter
+        self.recorder = recorder
 
     def __deepcopy__(self, _memo: dict[int, Any]) -> ApiGuardMiddleware:
         # Litestar deep-copies route handlers on registration; the engine and Redis client are shared, not copied.
         return self
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        started = time.perf_counter()
         headers = _request_headers(scope["headers"])
         incoming_id = headers.get(b"x-request-id", "")
         request_id = incoming_id if _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
@@ -115,38 +120,59 @@ class ApiGuardMiddleware(ASGIMiddleware):
             await _respond(send, 204, response_headers, b"")
             return
 
-        async def problem(status: int, code: str, detail: str, extra_headers: Headers | None = None) -> None:
-            body = problem_body(status, code, detail, request_id)
-            headers = [
-                _header("Content-Type", PROBLEM_MEDIA_TYPE),
-                _header("Content-Length", str(len(body))),
-                *response_headers,
-                *(extra_headers or []),
-            ]
-            await _respond(send, status, headers, body)
-
         key = extract_key(headers.get(b"authorization"), headers.get(b"x-api-key"))
         if key is None:
-            await problem(
-                401,
-                "missing_api_key",
-                "Send your API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
-                [_header("WWW-Authenticate", 'Bearer realm="api"')],
+            detail = "Send your API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+            await _problem(
+                send, request_id, 401, "missing_api_key", detail, [*response_headers, _UNAUTHORIZED]
             )
             return
         try:
             client = await authenticate(self.engine, key)
         except KeyRejected as rejected:
-            await problem(
-                401, rejected.code, rejected.detail, [_header("WWW-Authenticate", 'Bearer realm="api"')]
+            await _problem(
+                send, request_id, 401, rejected.code, rejected.detail, [*response_headers, _UNAUTHORIZED]
             )
             return
         except (OperationalError, DBAPIError, OSError):
-            await problem(
-                503, "service_unavailable", "The service is temporarily unavailable. Retry shortly."
-            )
+            detail = "The service is temporarily unavailable. Retry shortly."
+            await _problem(send, request_id, 503, "service_unavailable", detail, response_headers)
             return
 
+        # From here on the request is the key's: it is counted in its usage whatever the outcome.
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._serve_key(
+                scope, receive, send_and_note_status, next_app, client, origin, response_headers
+            )
+        finally:
+            self.recorder.record(
+                client.key_id,
+                time.time(),
+                str(scope.get("method", "GET")),
+                scope.get("path_template", scope["path"]),
+                status,
+                int((time.perf_counter() - started) * 1_000_000),
+            )
+
+    async def _serve_key(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        next_app: ASGIApp,
+        client: ApiClient,
+        origin: str | None,
+        response_headers: Headers,
+    ) -> None:
+        request_id: str = scope["state"][REQUEST_ID_STATE_KEY]
         limit = client.rate_limit_per_minute
         if client.allowed_origins and origin not in client.allowed_origins:
             detail = (
@@ -154,30 +180,25 @@ class ApiGuardMiddleware(ASGIMiddleware):
                 if origin
                 else "This API key only accepts requests from its allowed origins, and the request has no Origin."
             )
-            await problem(403, "origin_not_allowed", detail, rate_limit_headers(limit, None))
+            headers = [*response_headers, *rate_limit_headers(limit, None)]
+            await _problem(send, request_id, 403, "origin_not_allowed", detail, headers)
             return
 
         decision = await self.limiter.hit(client.key_id, limit)
-        response_headers += rate_limit_headers(limit, decision)
+        response_headers = [*response_headers, *rate_limit_headers(limit, decision)]
         if decision is not None and not decision.allowed:
-            await problem(
-                429,
-                "rate_limited",
-                f"This API key allows {limit} requests per minute. Retry in {decision.reset_seconds} s.",
-                [_header("Retry-After", str(decision.reset_seconds))],
-            )
+            detail = f"This API key allows {limit} requests per minute. Retry in {decision.reset_seconds} s."
+            headers = [*response_headers, _header("Retry-After", str(decision.reset_seconds))]
+            await _problem(send, request_id, 429, "rate_limited", detail, headers)
             return
 
         required = _required_scope(scope)
         if required not in client.scopes:
-            await problem(
-                403,
-                "insufficient_scope",
-                f"This API key lacks the {required!r} scope this endpoint requires.",
-            )
+            detail = f"This API key lacks the {required!r} scope this endpoint requires."
+            await _problem(send, request_id, 403, "insufficient_scope", detail, response_headers)
             return
 
-        state[API_CLIENT_STATE_KEY] = client
+        scope["state"][API_CLIENT_STATE_KEY] = client
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -185,6 +206,18 @@ class ApiGuardMiddleware(ASGIMiddleware):
             await send(message)
 
         await next_app(scope, receive, send_with_headers)
+
+
+async def _problem(
+    send: Send, request_id: str, status: int, code: str, detail: str, headers: Headers
+) -> None:
+    body = problem_body(status, code, detail, request_id)
+    all_headers = [
+        _header("Content-Type", PROBLEM_MEDIA_TYPE),
+        _header("Content-Length", str(len(body))),
+        *headers,
+    ]
+    await _respond(send, status, all_headers, body)
 
 
 async def _respond(send: Send, status: int, headers: Headers, body: bytes) -> None:

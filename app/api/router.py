@@ -18,6 +18,7 @@ from app.api.problems import problem_handler
 from app.domain.api_keys import rules
 from app.domain.api_keys.rate_limit import RateLimiter
 from app.domain.booking.controllers import CatalogController
+from app.domain.usage.recorder import UsageRecorder
 
 API_PREFIX = "/api/v1"
 DOCS_PATH = "/api/docs"
@@ -51,11 +52,11 @@ _RATE_LIMIT_HEADERS = [
 API_HANDLERS = [CatalogController]
 
 
-def create_api_router(engine: AsyncEngine, redis: Redis) -> Router:
+def create_api_router(engine: AsyncEngine, redis: Redis, recorder: UsageRecorder) -> Router:
     router = Router(
         path=API_PREFIX,
         route_handlers=API_HANDLERS,
-        middleware=[ApiGuardMiddleware(engine=engine, limiter=RateLimiter(redis))],
+        middleware=[ApiGuardMiddleware(engine=engine, limiter=RateLimiter(redis), recorder=recorder)],
         dependencies={"api_client": Provide(provide_api_client, sync_to_thread=False)},
         exception_handlers={
             HTTPException: problem_handler,

@@ -16,6 +16,7 @@ from app.domain.accounts.services import InvalidAccountData, OrganizationService
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
 from app.domain.api_keys.services import ApiKeyService, IssuedKey, KeyLookupError
+from app.domain.usage.services import OUTCOMES, UsageDay, UsageSummary, summarize
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -147,3 +148,63 @@ def delete_key(app: Litestar, id_or_prefix: str) -> None:
     except KeyLookupError as exc:
         fail(str(exc))
     click.echo(f"Deleted API key {api_key.name!r} ({api_key.prefix}...).")
+
+
+def _usage_json(api_key: ApiKey, summary: UsageSummary, time_zone: str) -> dict[str, Any]:
+    def outcomes(day: UsageDay) -> dict[str, int]:
+        return {outcome: getattr(day, outcome) for outcome in OUTCOMES} | {"total": day.total}
+
+    return {
+        "id": str(api_key.id),
+        "name": api_key.name,
+        "prefix": api_key.prefix,
+        "time_zone": time_zone,
+        "days": [{"date": day.day.isoformat()} | outcomes(day) for day in summary.days],
+        "totals": outcomes(summary.totals),
+        "average_latency_ms": summary.average_latency_ms,
+        "top_routes": [
+            {"method": route.method, "route": route.route, "requests": route.requests}
+            for route in summary.top_routes
+        ],
+        "last_used_at": _iso(summary.last_used_at),
+    }
+
+
+@keys_group.command(name="usage")
+@click.argument("id_or_prefix")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def key_usage(app: Litestar, id_or_prefix: str, as_json: bool) -> None:
+    """A key's usage over the last 30 days: per day, totals, top routes and last use."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        api_key = await ApiKeyService(session=session).find_by_id_or_prefix(id_or_prefix)
+        organization = await OrganizationService(session=session).get(api_key.organization_id)
+        summary = await summarize(session, api_key, organization.time_zone, datetime.now(UTC))
+        return _usage_json(api_key, summary, organization.time_zone)
+
+    try:
+        usage = run_in_transaction(app, work)
+    except KeyLookupError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(usage, indent=2))
+        return
+    totals = usage["totals"]
+    click.echo(f"{usage['name']} ({usage['prefix']}...), last 30 days, days in {usage['time_zone']}")
+    click.echo(
+        f"Requests: {totals['total']}  success {totals['success']}  client errors {totals['client_error']}"
+        f"  rate-limited {totals['rate_limited']}  server errors {totals['server_error']}"
+    )
+    latency = usage["average_latency_ms"]
+    click.echo(f"Average latency: {f'{latency:.1f} ms' if latency is not None else '-'}")
+    click.echo(f"Last used: {usage['last_used_at'] or 'never'}")
+    click.echo("Per day (days with requests):")
+    for day in usage["days"]:
+        if day["total"]:
+            click.echo(
+                f"  {day['date']}  {day['total']:>7}  ok {day['success']}  4xx {day['client_error']}"
+                f"  429 {day['rate_limited']}  5xx {day['server_error']}"
+            )
+    click.echo("Top routes:")
+    for route in usage["top_routes"]:
+        click.echo(f"  {route['requests']:>7}  {route['method']} {route['route']}")

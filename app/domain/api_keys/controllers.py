@@ -19,6 +19,8 @@ from app.domain.accounts.guards import requires_admin
 from app.domain.accounts.models import User
 from app.domain.api_keys import rules
 from app.domain.api_keys.services import ApiKeyService
+from app.domain.usage.chart import OUTCOME_LABELS, build_chart
+from app.domain.usage.services import summarize
 
 INDEX = "/settings/api-keys"
 
@@ -118,6 +120,32 @@ class ApiKeysController(Controller):
                 headers=_toast(f"API key “{issued.api_key.name}” created"),
             )
         return await self._page(request, api_keys_service, status_code=201, issued=issued, dialog_open=True)
+
+    @get("/{key_id:uuid}/usage", name="api_keys.usage")
+    async def usage(
+        self,
+        request: HTMXRequest,
+        api_keys_service: NamedDependency[ApiKeyService],
+        key_id: FromPath[uuid.UUID],
+    ) -> Template:
+        """How a key is used: requests per day over 30 days, totals, top routes, last used."""
+        user: User = request.user
+        api_key = await api_keys_service.get_for_organization(user.organization_id, key_id)
+        now = datetime.now(UTC)
+        summary = await summarize(
+            api_keys_service.repository.session, api_key, user.organization.time_zone, now
+        )
+        return Template(
+            "api_keys/usage.html",
+            context={
+                "key": api_key,
+                "now": now,
+                "summary": summary,
+                "chart": build_chart(summary.days),
+                "labels": OUTCOME_LABELS,
+                "time_zone": user.organization.time_zone,
+            },
+        )
 
     @post("/{key_id:uuid}/revoke", name="api_keys.revoke", status_code=200)
     async def revoke(
