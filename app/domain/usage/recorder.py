@@ -117,5 +117,7 @@ class UsageRecorder:
         if now - self._last_drop_warning >= 30.0:
             self._last_drop_warning = now
             logger.warning(
-                "usage: buffer full (%d events), %d dropped so far", self._max_buffered, self.stats.dropped_events
+                "usage: buffer full (%d events), %d dropped so far",
+                self._max_buffered,
+                self.stats.dropped_events,
             )
