@@ -144,3 +144,60 @@ async def test_sign_out_requires_csrf_token(client: Client, studio: Staff) -> No
     response = await client.post("/logout")
     assert response.status_code == 403
     assert (await client.get("/settings/api-keys")).status_code == 200
+
+
+async def test_sign_in_rotates_the_session_id(client: Client, studio: Staff) -> None:
+    await client.get("/login")
+    client.cookies.set("session", "a" * 64, domain="testserver.local")  # an id planted before sign-in
+    response = await client.post(
+        "/login",
+        data={"email": studio.admin.email, "password": PASSWORD, "_csrf_token": csrf_token(client)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    new_id = response.cookies.get("session")
+    assert new_id and new_id != "a" * 64
+    assert (await client.get("/settings/api-keys", follow_redirects=False)).status_code == 200
+    # Whoever planted the old id holds nothing.
+    client.cookies.delete("session")
+    client.cookies.set("session", "a" * 64, domain="testserver.local")
+    assert (await client.get("/settings/api-keys", follow_redirects=False)).status_code == 303
+
+
+async def test_repeated_failures_are_throttled_per_account_and_address(client: Client, studio: Staff) -> None:
+    await client.get("/login")
+    for _ in range(5):
+        failed = await client.post(
+            "/login",
+            data={"email": studio.admin.email, "password": "wrong-guess", "_csrf_token": csrf_token(client)},
+        )
+        assert failed.status_code == 400
+    throttled = await client.post(
+        "/login", data={"email": studio.admin.email, "password": PASSWORD, "_csrf_token": csrf_token(client)}
+    )
+    assert throttled.status_code == 429
+    assert "Too many failed sign-ins" in throttled.text
+    assert 1 <= int(throttled.headers["retry-after"]) <= 15 * 60
+    # Another account from the same address is not locked out by these failures.
+    other = await client.post(
+        "/login",
+        data={"email": studio.staff.email, "password": PASSWORD, "_csrf_token": csrf_token(client)},
+        follow_redirects=False,
+    )
+    assert other.status_code == 303
+
+
+async def test_a_successful_sign_in_clears_earlier_failures(client: Client, studio: Staff) -> None:
+    await client.get("/login")
+    for _ in range(4):
+        await client.post(
+            "/login",
+            data={"email": studio.admin.email, "password": "wrong-guess", "_csrf_token": csrf_token(client)},
+        )
+    await sign_in(client, studio.admin)
+    for _ in range(4):
+        response = await client.post(
+            "/login",
+            data={"email": studio.admin.email, "password": "wrong-guess", "_csrf_token": csrf_token(client)},
+        )
+        assert response.status_code == 400

@@ -11,9 +11,12 @@ from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
+from redis.asyncio import Redis
 
 from app.domain.accounts.guards import SESSION_USER_KEY
 from app.domain.accounts.services import UserService
+from app.domain.accounts.sessions import rotate_session
+from app.domain.accounts.throttle import SignInThrottle
 
 SIGN_IN_FAILED = "Incorrect email or password."
 
@@ -45,15 +48,28 @@ class AuthController(Controller):
         self,
         request: Request[Any, Any, Any],
         users_service: NamedDependency[UserService],
+        redis: NamedDependency[Redis],
         data: Annotated[SignInForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Template | Redirect:
-        user = await users_service.authenticate(data.email, data.password)
-        if user is None:
+        throttle = SignInThrottle(redis)
+        address = request.client.host if request.client else "unknown"
+        context = {"email": data.email, "next": safe_next_path(data.next)}
+        if wait := await throttle.wait_seconds(data.email, address):
+            minutes = -(-wait // 60)
             return Template(
                 "accounts/login.html",
-                context={"error": SIGN_IN_FAILED, "email": data.email, "next": safe_next_path(data.next)},
-                status_code=400,
+                context={**context, "error": f"Too many failed sign-ins. Try again in {minutes} minute(s)."},
+                status_code=429,
+                headers={"Retry-After": str(wait)},
             )
+        user = await users_service.authenticate(data.email, data.password)
+        if user is None:
+            await throttle.record_failure(data.email, address)
+            return Template(
+                "accounts/login.html", context={**context, "error": SIGN_IN_FAILED}, status_code=400
+            )
+        await throttle.record_success(data.email, address)
+        rotate_session(request)
         request.set_session({SESSION_USER_KEY: str(user.id)})
         return Redirect(safe_next_path(data.next), status_code=303)
 

@@ -9,10 +9,11 @@ from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
 from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
+from litestar.middleware.session.server_side import ServerSideSessionBackend
 from litestar.security.session_auth import SessionAuth
 
 from app.domain.accounts.models import User
+from app.domain.accounts.sessions import RotatingSessionConfig
 from app.settings import Settings
 
 SESSION_USER_KEY = "user_id"
@@ -34,7 +35,7 @@ def build_session_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> Se
 
     return SessionAuth[User, ServerSideSessionBackend](
         retrieve_user_handler=current_user,
-        session_backend_config=ServerSideSessionConfig(
+        session_backend_config=RotatingSessionConfig(
             secure=settings.is_production,
             httponly=True,
             samesite="lax",

@@ -47,7 +47,7 @@ class UsageRecorder:
         self._buffer: deque[UsageEvent] = deque()
         # A batch taken from the buffer keeps its id until SAQ has it.
         self._outgoing: tuple[str, list[UsageEvent]] | None = None
-        self._wakeup = asyncio.Event()
+        self._wakeup: asyncio.Event | None = None  # made in start(), on the loop that serves requests
         self._task: asyncio.Task[None] | None = None
         self._last_drop_warning = 0.0
         self.stats = RecorderStats()
@@ -61,7 +61,7 @@ class UsageRecorder:
             self._buffer.popleft()
             self.stats.dropped_events += 1
             self._warn_dropped()
-        if len(self._buffer) >= BATCH_SIZE:
+        if len(self._buffer) >= BATCH_SIZE and self._wakeup is not None:
             self._wakeup.set()
 
     @property
@@ -69,7 +69,8 @@ class UsageRecorder:
         return len(self._buffer) + (len(self._outgoing[1]) if self._outgoing else 0)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="usage-flusher")
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.create_task(self._run(self._wakeup), name="usage-flusher")
 
     async def stop(self) -> None:
         """Stop the flusher and hand over what is left (bounded by a short deadline if Redis is down)."""
@@ -83,11 +84,11 @@ class UsageRecorder:
         if self.pending:
             logger.warning("usage: %d events not delivered at shutdown (Redis unreachable)", self.pending)
 
-    async def _run(self) -> None:
+    async def _run(self, wakeup: asyncio.Event) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=FLUSH_INTERVAL_S)
-            self._wakeup.clear()
+                await asyncio.wait_for(wakeup.wait(), timeout=FLUSH_INTERVAL_S)
+            wakeup.clear()
             await self.flush()
 
     async def flush(self) -> None:
