@@ -31,6 +31,7 @@ from app.domain.usage.recorder import UsageRecorder
 from app.redis_client import create_redis
 from app.settings import Settings, get_settings
 from app.web.errors import error_page, sign_in_redirect
+from app.web.security import add_security_headers
 from app.web.templating import STATIC_DIR, create_template_config
 from app.workers import create_queue
 
@@ -106,6 +107,7 @@ def create_app(
                 "saq": {"level": "WARNING", "propagate": True},
             },
         ),
+        before_send=[add_security_headers],
         on_startup=[recorder.start],
         # The recorder hands over its last events before Redis closes.
         on_shutdown=[recorder.stop, close_redis],
