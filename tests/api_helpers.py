@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
 from litestar import Litestar
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.db import transaction
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
 from app.domain.api_keys.services import ApiKeyService
+from app.domain.audit.services import CLI_ACTOR
 from app.domain.booking.models import Package, Service
 from tests.conftest import Staff, alchemy_of
 
@@ -30,9 +32,7 @@ async def make_key(
         request = rules.validate_key_request(
             name="Test key", scopes=scopes, origins=origins, rate_limit=rate_limit, expires_in_days=None
         )
-        issued = await ApiKeyService(session=session).issue(
-            staff.organization.id, request, created_by_id=None
-        )
+        issued = await ApiKeyService(session=session).issue(staff.organization.id, request, actor=CLI_ACTOR)
         if expires_at is not None:
             await session.execute(
                 update(ApiKey).where(ApiKey.id == issued.api_key.id).values(expires_at=expires_at)
@@ -105,3 +105,10 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert body["title"] and body["detail"] and body["type"]
     assert body["request_id"] == response.headers["x-request-id"]
     return body
+
+
+async def key_id_of(app: Litestar, key: str) -> uuid.UUID:
+    async with transaction(alchemy_of(app)) as session:
+        key_id = await session.scalar(select(ApiKey.id).where(ApiKey.key_hash == rules.hash_key(key)))
+    assert key_id is not None
+    return key_id

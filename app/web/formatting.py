@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 
 def _plural(count: int, unit: str) -> str:
@@ -30,3 +30,9 @@ def time_ago(moment: datetime, now: datetime) -> str:
 
 def exact_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def local_time(moment: datetime, zone: tzinfo) -> str:
+    """'Mon 2 Mar 2026, 09:30 GMT': a moment on the business's clock, with the zone's abbreviation."""
+    local = moment.astimezone(zone)
+    return f"{local:%a} {local.day} {local:%b %Y, %H:%M} {local.tzname()}"

@@ -10,7 +10,7 @@ from litestar.template.config import TemplateConfig
 
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
-from app.web.formatting import exact_time, time_ago
+from app.web.formatting import exact_time, local_time, time_ago
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -23,6 +23,7 @@ def _key_status(key: ApiKey, now: datetime) -> str:
 def _register_helpers(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["time_ago"] = time_ago
     engine.engine.filters["exact_time"] = exact_time
+    engine.engine.filters["local_time"] = local_time
     engine.engine.globals["key_status"] = _key_status
 
 

@@ -20,6 +20,7 @@ from app.db import transaction
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
 from app.domain.api_keys.services import ApiKeyService
+from app.domain.audit.services import CLI_ACTOR
 from app.settings import Settings
 from tests.api_helpers import assert_problem, bearer, make_key, wait_for_a_fresh_window
 from tests.conftest import Staff, alchemy_of, app_engine, dispose_engines
@@ -103,7 +104,7 @@ async def test_revocation_is_honoured_by_the_very_next_request(
     assert (await client.get(SERVICES, headers=bearer(key))).status_code == 200
     async with transaction(alchemy_of(app)) as session:
         service = ApiKeyService(session=session)
-        await service.revoke(await service.get_one(ApiKey.key_hash == rules.hash_key(key)))
+        await service.revoke(await service.get_one(ApiKey.key_hash == rules.hash_key(key)), actor=CLI_ACTOR)
     assert_problem(await client.get(SERVICES, headers=bearer(key)), 401, "key_revoked")
 
 
@@ -115,7 +116,7 @@ async def test_revocation_from_another_process_is_seen_at_once(
     other_process = create_app(settings)  # its own engine and pool: no shared cache can hide the change
     async with transaction(alchemy_of(other_process)) as session:
         service = ApiKeyService(session=session)
-        await service.revoke(await service.get_one(ApiKey.key_hash == rules.hash_key(key)))
+        await service.revoke(await service.get_one(ApiKey.key_hash == rules.hash_key(key)), actor=CLI_ACTOR)
     await dispose_engines(other_process)
     assert_problem(await client.get(SERVICES, headers=bearer(key)), 401, "key_revoked")
 

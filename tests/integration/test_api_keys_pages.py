@@ -20,6 +20,7 @@ from app.db import transaction
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
 from app.domain.api_keys.services import ApiKeyService
+from app.domain.audit.services import Actor
 from app.settings import Settings
 from tests.conftest import Staff, alchemy_of, csrf_token, dispose_engines, sign_in
 
@@ -65,7 +66,7 @@ async def issue_key(app: Litestar, staff: Staff, name: str = "Server") -> ApiKey
             name=name, scopes=["read"], origins="", rate_limit=None, expires_in_days=None
         )
         issued = await ApiKeyService(session=session).issue(
-            staff.organization.id, request, created_by_id=staff.admin.id
+            staff.organization.id, request, actor=Actor(label=staff.admin.email, user_id=staff.admin.id)
         )
     return issued.api_key
 

@@ -16,6 +16,7 @@ from app.domain.accounts.services import InvalidAccountData, OrganizationService
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
 from app.domain.api_keys.services import ApiKeyService, IssuedKey, KeyLookupError
+from app.domain.audit.services import CLI_ACTOR
 from app.domain.usage.services import OUTCOMES, UsageDay, UsageSummary, summarize
 
 
@@ -75,7 +76,7 @@ def create_key(
 
     async def work(session: AsyncSession) -> IssuedKey:
         organization = await OrganizationService(session=session).get_by_slug(org_slug)
-        return await ApiKeyService(session=session).issue(organization.id, request, created_by_id=None)
+        return await ApiKeyService(session=session).issue(organization.id, request, actor=CLI_ACTOR)
 
     try:
         issued = run_in_transaction(app, work)
@@ -123,7 +124,7 @@ def revoke_key(app: Litestar, id_or_prefix: str) -> None:
 
     async def work(session: AsyncSession) -> ApiKey:
         service = ApiKeyService(session=session)
-        return await service.revoke(await service.find_by_id_or_prefix(id_or_prefix))
+        return await service.revoke(await service.find_by_id_or_prefix(id_or_prefix), actor=CLI_ACTOR)
 
     try:
         api_key = run_in_transaction(app, work)
@@ -140,7 +141,7 @@ def delete_key(app: Litestar, id_or_prefix: str) -> None:
     async def work(session: AsyncSession) -> ApiKey:
         service = ApiKeyService(session=session)
         api_key = await service.find_by_id_or_prefix(id_or_prefix)
-        await service.delete(api_key.id)
+        await service.remove(api_key, actor=CLI_ACTOR)
         return api_key
 
     try:

@@ -19,6 +19,7 @@ from app.domain.accounts.guards import requires_admin
 from app.domain.accounts.models import User
 from app.domain.api_keys import rules
 from app.domain.api_keys.services import ApiKeyService
+from app.domain.audit.services import Actor
 from app.domain.usage.chart import OUTCOME_LABELS, build_chart
 from app.domain.usage.services import summarize
 
@@ -42,6 +43,13 @@ def _form_values(form: FormMultiDict) -> dict[str, Any]:
         "rate_limit_per_minute": form.get("rate_limit_per_minute", ""),
         "expires_in_days": form.get("expires_in_days", "never"),
     }
+
+
+def actor_of(request: HTMXRequest) -> Actor:
+    user: User = request.user
+    return Actor(
+        label=user.email, user_id=user.id, ip_address=request.client.host if request.client else None
+    )
 
 
 def _toast(message: str) -> dict[str, str]:
@@ -110,7 +118,7 @@ class ApiKeysController(Controller):
                 dialog_open=True,
             )
         user: User = request.user
-        issued = await api_keys_service.issue(user.organization_id, key_request, created_by_id=user.id)
+        issued = await api_keys_service.issue(user.organization_id, key_request, actor=actor_of(request))
         if request.htmx:
             keys = await api_keys_service.list_for_organization(user.organization_id)
             return HTMXTemplate(
@@ -156,7 +164,7 @@ class ApiKeysController(Controller):
     ) -> Template | Redirect:
         user: User = request.user
         api_key = await api_keys_service.get_for_organization(user.organization_id, key_id)
-        api_key = await api_keys_service.revoke(api_key)
+        api_key = await api_keys_service.revoke(api_key, actor=actor_of(request))
         if not request.htmx:
             return Redirect(INDEX, status_code=303)
         return HTMXTemplate(
@@ -174,7 +182,7 @@ class ApiKeysController(Controller):
     ) -> Template | Redirect:
         user: User = request.user
         api_key = await api_keys_service.get_for_organization(user.organization_id, key_id)
-        await api_keys_service.delete(api_key.id)
+        await api_keys_service.remove(api_key, actor=actor_of(request))
         if not request.htmx:
             return Redirect(INDEX, status_code=303)
         keys = await api_keys_service.list_for_organization(user.organization_id)

@@ -13,6 +13,11 @@ from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
+from app.domain.audit.services import Actor, AuditLogService
+
+
+def _label(api_key: ApiKey) -> str:
+    return f"{api_key.name} ({api_key.prefix}...)"
 
 
 class KeyLookupError(LookupError):
@@ -46,12 +51,16 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[ApiKey]):
             raise NotFoundError("No such API key.")
         return api_key
 
+    def _audit(self) -> AuditLogService:
+        # The entry is written in the same transaction as the change it records.
+        return AuditLogService(session=self.repository.session)
+
     async def issue(
         self,
         organization_id: uuid.UUID,
         request: rules.KeyRequest,
         *,
-        created_by_id: uuid.UUID | None,
+        actor: Actor,
         now: datetime | None = None,
     ) -> IssuedKey:
         now = now or datetime.now(UTC)
@@ -66,18 +75,37 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[ApiKey]):
                 allowed_origins=list(request.allowed_origins),
                 rate_limit_per_minute=request.rate_limit_per_minute,
                 expires_at=rules.expires_at_for(request.expires_in_days, now),
-                created_by_id=created_by_id,
+                created_by_id=actor.user_id,
             ),
             auto_refresh=True,
         )
+        details = {
+            "scopes": list(request.scopes),
+            "allowed_origins": list(request.allowed_origins),
+            "rate_limit_per_minute": request.rate_limit_per_minute,
+            "expires_at": api_key.expires_at.isoformat() if api_key.expires_at else None,
+        }
+        await self._audit().record(
+            organization_id, actor, "api_key.created", api_key.id, _label(api_key), details
+        )
         return IssuedKey(api_key=api_key, secret=secret)
 
-    async def revoke(self, api_key: ApiKey, *, now: datetime | None = None) -> ApiKey:
-        """Revoke once; revoking again keeps the first revocation time."""
+    async def revoke(self, api_key: ApiKey, *, actor: Actor, now: datetime | None = None) -> ApiKey:
+        """Revoke once; revoking again keeps the first revocation time and records nothing."""
         if api_key.revoked_at is None:
             api_key.revoked_at = now or datetime.now(UTC)
             api_key = await self.update(api_key)
+            await self._audit().record(
+                api_key.organization_id, actor, "api_key.revoked", api_key.id, _label(api_key)
+            )
         return api_key
+
+    async def remove(self, api_key: ApiKey, *, actor: Actor) -> None:
+        """Delete the key and, through the foreign key, its usage logs; the audit entry stays."""
+        await self._audit().record(
+            api_key.organization_id, actor, "api_key.deleted", api_key.id, _label(api_key)
+        )
+        await self.delete(api_key.id)
 
     async def find_by_id_or_prefix(self, text: str) -> ApiKey:
         """For the CLI: a key by its id, or by its display prefix (with or without the trailing '...')."""
