@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,8 @@ TITLES = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+# A busy or briefly unreachable database (a lock wait that timed out, a failover) clears within seconds.
+RETRY_AFTER_SECONDS = 1
 CODES_BY_STATUS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 422: "validation_error"}
 
 
@@ -50,18 +53,18 @@ class Problem(msgspec.Struct, omit_defaults=True):
     errors: list[FieldError] | None = None
 
 
-def _documented(description: str) -> ResponseSpec:
+def documented_problem(description: str) -> ResponseSpec:
     return ResponseSpec(data_container=Problem, description=description, media_type=PROBLEM_MEDIA_TYPE)
 
 
 # The errors every guarded endpoint can answer with, for the OpenAPI schema.
 GUARD_RESPONSES = {
-    401: _documented("`missing_api_key`, `invalid_api_key`, `key_revoked` or `key_expired`."),
-    403: _documented("`origin_not_allowed` or `insufficient_scope`."),
-    404: _documented("`not_found`: no such item in your organization."),
-    422: _documented("`validation_error`, with `errors[].pointer` naming each field."),
-    429: _documented("`rate_limited`; `Retry-After` says when to retry."),
-    503: _documented("`service_unavailable`: retry shortly."),
+    401: documented_problem("`missing_api_key`, `invalid_api_key`, `key_revoked` or `key_expired`."),
+    403: documented_problem("`origin_not_allowed` or `insufficient_scope`."),
+    404: documented_problem("`not_found`: no such item in your organization."),
+    422: documented_problem("`validation_error`, with `errors[].pointer` naming each field."),
+    429: documented_problem("`rate_limited`; `Retry-After` says when to retry."),
+    503: documented_problem("`service_unavailable`: retry shortly."),
 }
 
 
@@ -124,16 +127,33 @@ def _response(request: Request[Any, Any, Any], problem: ApiProblem) -> Response[
     return Response(body, status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+_MISSING_FIELD = re.compile(r"^Object missing required field `([^`]+)`")
+_MISSING_PARAMETER = re.compile(r"^Missing required \w+ parameter '([^']+)'")
+
+
+def _pointer(item: dict[str, Any], message: str) -> str:
+    """A JSON pointer from Litestar's error key: `customer.name` → `/customer/name`; the body itself is ``."""
+    key = str(item.get("key") or "").strip("/")
+    # Litestar names the body by the handler's parameter, `data`, and drops that prefix from nested keys.
+    parts = (
+        [] if item.get("source") == "body" and key == "data" else [part for part in key.split(".") if part]
+    )
+    if missing := _MISSING_FIELD.match(message):
+        parts.append(missing.group(1))
+    return "".join(f"/{part}" for part in parts)
+
+
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
+    if missing := _MISSING_PARAMETER.match(str(exc.detail)):  # Litestar says this in its message only
+        return [FieldError(pointer=f"/{missing.group(1)}", detail="This parameter is required.")]
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            key = str(item.get("key") or "").strip("/")
-            errors.append(
-                FieldError(
-                    pointer=f"/{key}" if key else "", detail=str(item.get("message", "Invalid value."))
-                )
-            )
+            message = str(item.get("message", "Invalid value."))
+            pointer = _pointer(item, message)
+            if message == "'data'":  # Litestar's KeyError text when there is no body at all
+                message = "A JSON body is required."
+            errors.append(FieldError(pointer=pointer, detail=message))
     return errors
 
 
@@ -156,7 +176,10 @@ def to_problem(exc: Exception) -> ApiProblem:
     if isinstance(exc, OperationalError | DBAPIError | OSError):
         logger.exception("database unavailable")
         return ApiProblem(
-            503, "service_unavailable", "The service is temporarily unavailable. Retry shortly."
+            503,
+            "service_unavailable",
+            "The service is temporarily unavailable. Retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     logger.exception("unexpected error in the Public Booking API")
     return ApiProblem(500, "internal_error", "Something went wrong on our side.")

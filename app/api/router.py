@@ -20,7 +20,11 @@ from app.api.guard import SCOPE_OPT_KEY, ApiGuardMiddleware, provide_api_client
 from app.api.problems import problem_handler
 from app.domain.api_keys import rules
 from app.domain.api_keys.rate_limit import RateLimiter
-from app.domain.booking.controllers import CatalogController
+from app.domain.booking.controllers import (
+    AvailabilityController,
+    CatalogController,
+    ReservationsController,
+)
 from app.domain.usage.recorder import UsageRecorder
 
 API_PREFIX = "/api/v1"
@@ -52,7 +56,7 @@ _RATE_LIMIT_HEADERS = [
 ]
 
 
-API_HANDLERS = [CatalogController]
+API_HANDLERS = [CatalogController, AvailabilityController, ReservationsController]
 
 
 def create_api_router(
@@ -98,7 +102,14 @@ def create_openapi_config() -> OpenAPIConfig:
         ),
         path=DOCS_PATH,
         render_plugins=[SwaggerRenderPlugin(path="/")],
-        tags=[Tag(name="Catalog", description="Services and packages (Read scope).")],
+        tags=[
+            Tag(name="Catalog", description="Services and packages (Read scope)."),
+            Tag(name="Availability", description="Free slots of a service (Read scope)."),
+            Tag(
+                name="Reservations",
+                description="Book a slot (Write scope, with an `Idempotency-Key`) and read a reservation (Read).",
+            ),
+        ],
         components=Components(
             security_schemes={
                 "bearerKey": SecurityScheme(

@@ -1,12 +1,34 @@
-"""The booking catalog: services (appointments and classes) and packages (prepaid bundles)."""
+"""Booking: the catalog (services, packages), opening hours and closures, reservations and idempotency records."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
+from datetime import date, datetime, time
 
 from advanced_alchemy.base import UUIDv7AuditBase, orm_registry
-from sqlalchemy import Boolean, CheckConstraint, Column, ForeignKey, Integer, String, Table, Text
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    Time,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.domain.api_keys.rules import BASE62_ALPHABET
+
+RESERVATION_ID_PREFIX = "res_"
+RESERVATION_ID_RANDOM_LENGTH = 24  # base62: 142 bits, unguessable
 
 package_services = Table(
     "package_services",
@@ -65,3 +87,90 @@ class Package(UUIDv7AuditBase):
     services: Mapped[list[Service]] = relationship(
         secondary=package_services, lazy="selectin", order_by=Service.id
     )
+
+
+class OpeningHours(UUIDv7AuditBase):
+    """One opening range on one weekday, in the organization's time zone; several a day make a break."""
+
+    __tablename__ = "opening_hours"
+    __table_args__ = (
+        CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday_range"),
+        CheckConstraint("opens_at < closes_at", name="opens_before_closing"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    weekday: Mapped[int] = mapped_column(Integer)
+    """0 is Monday, 6 is Sunday."""
+    opens_at: Mapped[time] = mapped_column(Time)
+    closes_at: Mapped[time] = mapped_column(Time)
+
+
+class Closure(UUIDv7AuditBase):
+    """Dates the business is closed (holidays), inclusive, in the organization's time zone."""
+
+    __tablename__ = "closures"
+    __table_args__ = (CheckConstraint("start_date <= end_date", name="dates_in_order"),)
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+def new_reservation_id() -> str:
+    return RESERVATION_ID_PREFIX + "".join(
+        secrets.choice(BASE62_ALPHABET) for _ in range(RESERVATION_ID_RANDOM_LENGTH)
+    )
+
+
+class Reservation(UUIDv7AuditBase):
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint("party_size >= 1", name="party_size_positive"),
+        CheckConstraint("start_at < end_at", name="starts_before_end"),
+        # The availability and re-check queries: one service's reservations around a time.
+        Index("ix_reservations_service_id_start_at", "service_id", "start_at"),
+        # The staff page: one organization's reservations by time.
+        Index("ix_reservations_organization_id_start_at", "organization_id", "start_at"),
+    )
+
+    # What clients see and quote; the uuid stays internal.
+    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=new_reservation_id)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id"))
+    # Keys can be deleted; the reservations they made stay.
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
+    start_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    end_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    party_size: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="confirmed")
+    customer_name: Mapped[str] = mapped_column(String(200))
+    customer_email: Mapped[str] = mapped_column(String(320))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    notes: Mapped[str] = mapped_column(Text, default="")
+
+
+class IdempotencyRecord(UUIDv7AuditBase):
+    """One Idempotency-Key of one API key: claimed while its request runs, then its response, for replays."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key"),)
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    """"in_flight" while its request runs, then "completed"."""
+    # Fencing: only the request holding this token may complete the record, even after a takeover.
+    claim_token: Mapped[str] = mapped_column(String(32))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # In flight: the end of the claim's lease. Completed: the end of its retention.
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)

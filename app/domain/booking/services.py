@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import TypeVar
 
 from advanced_alchemy.exceptions import NotFoundError
@@ -46,3 +47,9 @@ async def get_active(
     if item is None:
         raise NotFoundError(f"No {model.__tablename__} with id {item_id!r}.")
     return item
+
+
+async def all_services(session: AsyncSession, organization_id: uuid.UUID) -> Sequence[Service]:
+    """Every service of the organization, retired ones too (they have past reservations), by name."""
+    statement = select(Service).where(Service.organization_id == organization_id).order_by(Service.name)
+    return (await session.scalars(statement)).all()

@@ -1,0 +1,156 @@
+"""Bookings → Reservations: every staff member sees their organization's reservations, upcoming first."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app.db import transaction
+from app.domain.api_keys.models import ApiKey
+from app.domain.booking.models import Service
+from tests.api_helpers import add_services, key_id_of, make_key, service_row
+from tests.booking_helpers import add_reservation, days_ahead, local
+from tests.conftest import Staff, alchemy_of, sign_in
+
+pytestmark = pytest.mark.anyio
+Client = AsyncTestClient[Litestar]
+PAGE = "/bookings/reservations"
+TABLE = {"HX-Request": "true", "HX-Target": "reservations-body"}
+
+
+def customers(html: str) -> list[str]:
+    """Customer names in table order (the test names all start with 'Customer ')."""
+    return re.findall(r"<td>(Customer [^<]+)<br>", html)
+
+
+async def two_services(app: Litestar, studio: Staff) -> tuple[Service, Service]:
+    massage, yoga = await add_services(
+        app, studio, service_row(studio, name="Massage"), service_row(studio, name="Yoga", capacity=10)
+    )
+    return massage, yoga
+
+
+async def test_bookings_is_in_the_main_navigation(admin_client: Client) -> None:
+    page = await admin_client.get("/bookings", follow_redirects=True)
+    assert page.status_code == 200 and str(page.url).endswith(PAGE)
+    assert '<a href="/bookings/reservations" aria-current="page">Bookings</a>' in page.text
+    assert ">Settings</a>" in page.text
+    settings = await admin_client.get("/settings/api-keys")
+    assert 'href="/bookings/reservations"' in settings.text
+
+
+async def test_upcoming_first_soonest_at_the_top_then_past_latest_first(
+    client: Client, app: Litestar, studio: Staff
+) -> None:
+    massage, yoga = await two_services(app, studio)
+    await add_reservation(app, studio, massage, local(days_ahead(3), "10:00"), customer_name="Customer C")
+    await add_reservation(app, studio, yoga, local(days_ahead(1), "09:00"), customer_name="Customer A")
+    await add_reservation(app, studio, massage, local(days_ahead(-2), "10:00"), customer_name="Customer Y")
+    await add_reservation(app, studio, massage, local(days_ahead(-1), "10:00"), customer_name="Customer X")
+    await add_reservation(app, studio, yoga, local(days_ahead(2), "09:00"), customer_name="Customer B")
+    await sign_in(client, studio.staff)  # any staff member, not only admins
+    page = await client.get(PAGE)
+    assert page.status_code == 200
+    assert customers(page.text) == ["Customer A", "Customer B", "Customer C", "Customer X", "Customer Y"]
+    assert page.text.index("Customer C") < page.text.index(">Past<") < page.text.index("Customer X")
+
+
+async def test_each_row_says_when_what_who_and_which_key(
+    client: Client, app: Litestar, studio: Staff
+) -> None:
+    massage, _yoga = await two_services(app, studio)
+    key = await make_key(app, studio)
+    key_id = await key_id_of(app, key)
+    day = days_ahead(4)
+    await add_reservation(
+        app, studio, massage, local(day, "14:30"), api_key_id=key_id, customer_name="Customer K"
+    )
+    await add_reservation(app, studio, massage, local(day, "16:00"), party_size=1, customer_name="Customer D")
+    await sign_in(client, studio.admin)
+    html = (await client.get(PAGE)).text
+    when = local(day, "14:30")
+    expected = f"{when:%a} {when.day} {when:%b %Y}, 14:30 {when.tzname()}"  # on the studio's London clock
+    assert expected in html
+    assert "Massage" in html and "ada@example.com" in html and "Confirmed" in html
+    assert f"Test key<br><code>{key[:14]}...</code>" in html
+    assert key not in html  # never the full key
+    deleted = html[html.index("Customer D") :]
+    assert "Deleted key" in deleted[: deleted.index("</tr>")]
+
+
+async def test_only_the_organizations_own_reservations(
+    client: Client, app: Litestar, studio: Staff, other_studio: Staff
+) -> None:
+    (theirs,) = await add_services(app, other_studio, service_row(other_studio, name="Their service"))
+    await add_reservation(
+        app, other_studio, theirs, local(days_ahead(1), "10:00"), customer_name="Customer Z"
+    )
+    await sign_in(client, studio.admin)
+    page = await client.get(PAGE)
+    assert customers(page.text) == [] and "No reservations" in page.text
+    assert "Their service" not in page.text
+
+
+async def test_filter_by_date_and_service(client: Client, app: Litestar, studio: Staff) -> None:
+    massage, yoga = await two_services(app, studio)
+    day = days_ahead(2)
+    await add_reservation(app, studio, massage, local(day, "09:00"), customer_name="Customer M1")
+    await add_reservation(app, studio, yoga, local(day, "23:30"), customer_name="Customer Y1")
+    await add_reservation(
+        app, studio, massage, local(day + timedelta(days=1), "00:30"), customer_name="Customer M2"
+    )
+    await sign_in(client, studio.staff)
+
+    full = await client.get(PAGE, params={"date": day.isoformat(), "service": ""})
+    assert full.status_code == 200 and "<html" in full.text
+    assert customers(full.text) == ["Customer M1", "Customer Y1"]  # the studio's own calendar day
+    assert f'value="{day.isoformat()}"' in full.text
+
+    partial = await client.get(
+        PAGE, params={"date": day.isoformat(), "service": str(massage.id)}, headers=TABLE
+    )
+    assert partial.status_code == 200 and "<html" not in partial.text
+    assert customers(partial.text) == ["Customer M1"]
+    only_yoga = await client.get(PAGE, params={"service": str(yoga.id)}, headers=TABLE)
+    assert customers(only_yoga.text) == ["Customer Y1"]
+    empty = await client.get(PAGE, params={"date": (day + timedelta(days=9)).isoformat()}, headers=TABLE)
+    assert customers(empty.text) == [] and "match these filters" in empty.text
+    # The filter form works with HTMX and without it.
+    assert 'hx-get="/bookings/reservations"' in full.text and 'hx-target="#reservations-body"' in full.text
+    assert 'hx-push-url="true"' in full.text and 'method="get"' in full.text
+
+
+async def test_bad_filters_are_explained(client: Client, app: Litestar, studio: Staff) -> None:
+    await sign_in(client, studio.staff)
+    page = await client.get(PAGE, params={"date": "31/12/2030"})
+    assert page.status_code == 422 and "Enter a date as YYYY-MM-DD." in page.text
+    partial = await client.get(PAGE, params={"service": "massage"}, headers=TABLE)
+    assert partial.status_code == 422 and "Choose a service from the list." in partial.text
+
+
+async def test_signed_out_visitors_are_sent_to_sign_in(client: Client) -> None:
+    response = await client.get(PAGE, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Fbookings%2Freservations"
+
+
+async def test_a_deleted_keys_reservations_stay_listed(client: Client, app: Litestar, studio: Staff) -> None:
+    massage, _yoga = await two_services(app, studio)
+    key = await make_key(app, studio)
+    await add_reservation(
+        app,
+        studio,
+        massage,
+        local(days_ahead(1), "10:00"),
+        api_key_id=await key_id_of(app, key),
+        customer_name="Customer Q",
+    )
+    async with transaction(alchemy_of(app)) as session:
+        await session.execute(ApiKey.__table__.delete())
+    await sign_in(client, studio.admin)
+    html = (await client.get(PAGE)).text
+    assert customers(html) == ["Customer Q"] and "Deleted key" in html
