@@ -26,6 +26,8 @@ from app.db import create_alchemy_config
 from app.domain.accounts.controllers import AuthController
 from app.domain.accounts.guards import PUBLIC_PATHS, build_session_auth
 from app.domain.api_keys.controllers import ApiKeysController
+from app.domain.audit.controllers import AuditLogController
+from app.domain.booking.pages import BookingsController
 from app.domain.system.controllers import HealthController
 from app.domain.usage.recorder import UsageRecorder
 from app.redis_client import create_redis
@@ -72,6 +74,8 @@ def create_app(
             settings_home,
             AuthController,
             ApiKeysController,
+            AuditLogController,
+            BookingsController,
             HealthController,
             create_api_router(alchemy.get_engine(), redis, recorder, extra_api_handlers),
             *extra_route_handlers,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import time
+
 import click
 from litestar import Litestar
 from litestar.cli._utils import LitestarGroup
@@ -13,7 +15,7 @@ from app.domain.accounts.models import Organization
 from app.domain.accounts.services import NewOrganization, NewUser, OrganizationService, UserService
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
-from app.domain.booking.models import Package, Service
+from app.domain.booking.models import OpeningHours, Package, Service
 from app.settings import Settings
 
 DEMO_ORGANIZATION = NewOrganization(name="Demo Studio", slug="demo", time_zone="Europe/London")
@@ -26,6 +28,11 @@ DEMO_USERS = (
 
 # A published, development-only key (like a payment provider's test keys), so the README's curl examples work.
 DEMO_API_KEY = "qv_pk_DemoStudioLocalDevelopmentKey00146VJSZ"
+# The demo website `make run` serves on a second origin, and the published key its booking widget embeds:
+# it books (read and write) and only that origin may use it, as a real website's widget key would.
+DEMO_SITE_ORIGIN = "http://127.0.0.1:8001"
+DEMO_WIDGET_KEY = "qv_pk_WidgetDemoStudioWebsiteKey0000010kmUFI"
+DEMO_WIDGET_RATE_LIMIT = 120
 
 
 def demo_services(organization: Organization) -> list[Service]:
@@ -98,19 +105,47 @@ async def _seed_catalog(session: AsyncSession, organization: Organization) -> bo
     return True
 
 
-async def _seed_key(session: AsyncSession, organization: Organization) -> bool:
-    key_hash = rules.hash_key(DEMO_API_KEY)
+# Monday to Friday 09:00-18:00 with a lunch break, Saturday mornings, closed on Sunday.
+DEMO_OPENING_HOURS: tuple[tuple[int, time, time], ...] = (
+    *((weekday, time(9), time(13)) for weekday in range(5)),
+    *((weekday, time(14), time(18)) for weekday in range(5)),
+    (5, time(10), time(14)),
+)
+
+
+async def _seed_opening_hours(session: AsyncSession, organization: Organization) -> bool:
+    if await session.scalar(
+        select(OpeningHours.id).where(OpeningHours.organization_id == organization.id).limit(1)
+    ):
+        return False
+    session.add_all(
+        OpeningHours(organization_id=organization.id, weekday=weekday, opens_at=opens_at, closes_at=closes_at)
+        for weekday, opens_at, closes_at in DEMO_OPENING_HOURS
+    )
+    await session.flush()
+    return True
+
+
+async def _seed_key(
+    session: AsyncSession,
+    organization: Organization,
+    key: str,
+    name: str,
+    allowed_origins: list[str],
+    rate_limit: int,
+) -> bool:
+    key_hash = rules.hash_key(key)
     if await session.scalar(select(ApiKey.id).where(ApiKey.key_hash == key_hash)):
         return False
     session.add(
         ApiKey(
             organization_id=organization.id,
-            name="Demo server key",
+            name=name,
             key_hash=key_hash,
-            prefix=rules.display_prefix(DEMO_API_KEY),
+            prefix=rules.display_prefix(key),
             scopes=list(rules.SCOPES),
-            allowed_origins=[],
-            rate_limit_per_minute=rules.RATE_LIMIT_DEFAULT,
+            allowed_origins=allowed_origins,
+            rate_limit_per_minute=rate_limit,
         )
     )
     await session.flush()
@@ -131,7 +166,22 @@ async def seed_demo(session: AsyncSession) -> bool:
             await users.create_user(organization, user)
             created = True
     created = await _seed_catalog(session, organization) or created
-    return await _seed_key(session, organization) or created
+    created = await _seed_opening_hours(session, organization) or created
+    created = (
+        await _seed_key(session, organization, DEMO_API_KEY, "Demo server key", [], rules.RATE_LIMIT_DEFAULT)
+        or created
+    )
+    return (
+        await _seed_key(
+            session,
+            organization,
+            DEMO_WIDGET_KEY,
+            "Demo website widget",
+            [DEMO_SITE_ORIGIN],
+            DEMO_WIDGET_RATE_LIMIT,
+        )
+        or created
+    )
 
 
 @click.group(cls=LitestarGroup, name="demo")

