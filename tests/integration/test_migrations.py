@@ -1,7 +1,13 @@
-"""Alembic's `upgrade head` builds exactly the schema the models describe, and the engine's SQLite pragmas."""
+"""Alembic's `upgrade head` builds exactly the schema the models describe, and the engine's connection settings.
+
+Every test runs on the leg's backend: SQLite files by default, PostgreSQL databases under TEST_DATABASE_URL.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +17,53 @@ from advanced_alchemy.base import orm_registry
 from advanced_alchemy.types import GUID
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
 import app.domain  # noqa: F401  (registers every model on the metadata)
 from app.db import create_engine
+from app.domain.accounts.models import User
 from app.settings import Settings
-from tests.conftest import make_settings, migrate
+from tests.conftest import DatabaseTemplate, _run_sql_on_postgres, make_settings, migrate
 
 pytestmark = pytest.mark.anyio
 
 
-def declared_types(connection: Connection) -> dict[tuple[str, str], str]:
-    """(table, column) -> the type exactly as written in the CREATE TABLE statement."""
+@pytest.fixture
+def empty_database(tmp_path: Path, database_template: DatabaseTemplate, redis_url: str) -> Iterator[Settings]:
+    """Settings for a database with no tables at all, on the leg's backend."""
+    admin_url = database_template.postgres_admin_url
+    if admin_url is None:
+        yield make_settings(f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}", redis_url, tmp_path)
+        return
+    name = f"qv_fresh_{uuid.uuid4().hex[:12]}"
+    _run_sql_on_postgres(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_settings(database_template.postgres_url(name), redis_url, tmp_path)
+    finally:
+        _run_sql_on_postgres(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_sync_on(settings: Settings, work: Any) -> Any:
+    """`work(connection)` on a sync view of one connection of the app's own engine, then commit."""
+
+    async def main() -> Any:
+        engine = create_engine(settings)
+        try:
+            async with engine.connect() as connection:
+                result = await connection.run_sync(work)
+                await connection.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def declared_sqlite_types(connection: Connection) -> dict[tuple[str, str], str]:
+    """(table, column) -> the type exactly as written in SQLite's CREATE TABLE statement."""
     tables = connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars().all()
     return {
         (table, row[1]): row[2]
@@ -32,66 +72,61 @@ def declared_types(connection: Connection) -> dict[tuple[str, str], str]:
     }
 
 
-def schema_differences(database: Path) -> list[Any]:
+def compare_with_models(connection: Connection) -> list[Any]:
+    is_sqlite = connection.dialect.name == "sqlite"
+    declared = declared_sqlite_types(connection) if is_sqlite else {}
+
+    def compare_type(
+        context: MigrationContext,
+        inspected_column: sqlalchemy.Column[Any],
+        metadata_column: sqlalchemy.Column[Any],
+        inspected_type: TypeEngine[Any],
+        metadata_type: TypeEngine[Any],
+    ) -> bool | None:
+        # SQLite reflects GUID's BINARY(16) as NUMERIC(16) (type affinity), which alembic reports as a
+        # change. Compare what was actually declared with what GUID compiles to instead.
+        if is_sqlite and isinstance(metadata_type, GUID):
+            table = metadata_column.table.name
+            expected = metadata_type.compile(dialect=context.dialect)
+            return declared.get((table, metadata_column.name)) != expected
+        return None  # alembic's own comparison for every other type, and for every type on PostgreSQL
+
+    context = MigrationContext.configure(connection, opts={"compare_type": compare_type})
+    return list(compare_metadata(context, orm_registry.metadata))
+
+
+def schema_differences(settings: Settings) -> list[Any]:
     """What `alembic revision --autogenerate` would still want to change, types included."""
-    engine = sqlalchemy.create_engine(f"sqlite:///{database}")
-    try:
-        with engine.connect() as connection:
-            declared = declared_types(connection)
-
-            def compare_type(
-                context: MigrationContext,
-                inspected_column: sqlalchemy.Column[Any],
-                metadata_column: sqlalchemy.Column[Any],
-                inspected_type: TypeEngine[Any],
-                metadata_type: TypeEngine[Any],
-            ) -> bool | None:
-                # SQLite reflects GUID's BINARY(16) as NUMERIC(16) (type affinity), which alembic reports as a
-                # change. Compare what was actually declared with what GUID compiles to instead.
-                if isinstance(metadata_type, GUID):
-                    table = metadata_column.table.name
-                    expected = metadata_type.compile(dialect=context.dialect)
-                    return declared.get((table, metadata_column.name)) != expected
-                return None  # alembic's own comparison for every other type
-
-            context = MigrationContext.configure(connection, opts={"compare_type": compare_type})
-            return list(compare_metadata(context, orm_registry.metadata))
-    finally:
-        engine.dispose()
+    differences: list[Any] = run_sync_on(settings, compare_with_models)
+    return differences
 
 
-def database_path(settings: Settings) -> Path:
-    database = make_url(settings.database_url).database
-    assert database is not None
-    return Path(database)
+def table_names(settings: Settings) -> set[str]:
+    names: set[str] = run_sync_on(
+        settings, lambda connection: set(sqlalchemy.inspect(connection).get_table_names())
+    )
+    return names
 
 
 def test_migrated_schema_matches_the_models(settings: Settings) -> None:
-    assert schema_differences(database_path(settings)) == []
+    assert schema_differences(settings) == []
 
 
-def test_upgrade_head_into_a_fresh_file(tmp_path: Path, redis_url: str) -> None:
-    database = tmp_path / "fresh.db"
-    migrate(make_settings(f"sqlite+aiosqlite:///{database}", redis_url, tmp_path))
+def test_upgrade_head_into_an_empty_database(empty_database: Settings) -> None:
+    migrate(empty_database)
 
-    engine = sqlalchemy.create_engine(f"sqlite:///{database}")
-    try:
-        tables = set(sqlalchemy.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-    assert tables == {*orm_registry.metadata.tables, "alembic_version"}
-    assert schema_differences(database) == []
+    assert table_names(empty_database) == {*orm_registry.metadata.tables, "alembic_version"}
+    assert schema_differences(empty_database) == []
 
 
-def test_the_comparison_notices_a_missing_table_and_a_wrong_id_type(tmp_path: Path) -> None:
+def test_the_comparison_notices_a_missing_table_and_a_wrong_id_type(empty_database: Settings) -> None:
     # The checks above can fail: a table left out, or an id declared with the wrong type, is reported.
-    database = tmp_path / "drifted.db"
-    engine = sqlalchemy.create_engine(f"sqlite:///{database}")
-    with engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE organizations (id INTEGER PRIMARY KEY)")
-    engine.dispose()
+    run_sync_on(
+        empty_database,
+        lambda connection: connection.exec_driver_sql("CREATE TABLE organizations (id INTEGER PRIMARY KEY)"),
+    )
 
-    differences = schema_differences(database)
+    differences = schema_differences(empty_database)
     added_tables = {
         diff[1].name for diff in differences if isinstance(diff, tuple) and diff[0] == "add_table"
     }
@@ -102,13 +137,27 @@ def test_the_comparison_notices_a_missing_table_and_a_wrong_id_type(tmp_path: Pa
     }
 
 
-async def test_engine_connections_enforce_foreign_keys_and_use_wal(settings: Settings) -> None:
+async def test_engine_connections_enforce_foreign_keys(settings: Settings) -> None:
     engine = create_engine(settings)
     try:
-        async with engine.connect() as connection:
-            foreign_keys = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar_one()
-            journal_mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar_one()
+        if settings.is_sqlite:
+            # SQLite only enforces foreign keys when each connection asks; WAL lets readers and a writer overlap.
+            async with engine.connect() as connection:
+                foreign_keys = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar_one()
+                journal_mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar_one()
+            assert foreign_keys == 1
+            assert str(journal_mode).lower() == "wal"
+        # On either backend: a user of an organization that does not exist is refused.
+        async with AsyncSession(engine) as session:
+            session.add(
+                User(
+                    email=f"orphan-{uuid.uuid4().hex[:8]}@nowhere.test",
+                    password_hash="not-a-hash",
+                    role="staff",
+                    organization_id=uuid.uuid4(),
+                )
+            )
+            with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
+                await session.flush()
     finally:
         await engine.dispose()
-    assert foreign_keys == 1
-    assert str(journal_mode).lower() == "wal"
