@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import redis as redis_sync
 from advanced_alchemy.extensions.litestar import AsyncSessionConfig, SQLAlchemyAsyncConfig
@@ -31,6 +36,7 @@ from app.domain.accounts.services import NewOrganization, NewUser, OrganizationS
 from app.settings import PROJECT_ROOT, Settings, normalize_database_url
 
 PASSWORD = "correct-horse-battery"
+UVICORN = Path(sys.executable).parent / "uvicorn"
 
 
 @pytest.fixture
@@ -260,3 +266,70 @@ async def sign_in(client: AsyncTestClient[Litestar], user: User, password: str =
 async def admin_client(client: AsyncTestClient[Litestar], studio: Staff) -> AsyncTestClient[Litestar]:
     await sign_in(client, studio.admin)
     return client
+
+
+# --- A real server: `uvicorn --workers 2` on the test's database, each process with its own pool ------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(settings: Settings, app: Litestar, tmp_path: Path) -> Iterator[str]:
+    """`uvicorn app.asgi:create_app --factory --workers 2` on this test's database, until the test ends."""
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if name not in ("SECRET_KEY", "PORT")}
+    env.update(
+        APP_ENV="dev",
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        DATA_DIR=str(tmp_path / "server"),
+    )
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(  # noqa: S603  (fixed executable and arguments)
+        [
+            str(UVICORN),
+            "app.asgi:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+async def http(server: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=60, max_keepalive_connections=60)
+    async with httpx.AsyncClient(base_url=server, limits=limits, timeout=60) as client:
+        # Wait until the server answers; this only bounds a broken start, it asserts nothing about speed.
+        for _ in range(300):
+            try:
+                if (await client.get("/health")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the server did not start:\n" + (tmp_path / "server.log").read_text())
+        yield client

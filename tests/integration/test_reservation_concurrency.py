@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +12,6 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.domain.booking.models import Service
-from app.settings import PROJECT_ROOT, Settings
 from tests.api_helpers import add_services, bearer, make_key, service_row
 from tests.booking_helpers import (
     add_opening_hours,
@@ -36,7 +28,6 @@ from tests.conftest import Staff
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
 RESERVATIONS = "/api/v1/reservations"
-UVICORN = Path(sys.executable).parent / "uvicorn"
 
 
 async def class_with_three_places_left(app: Litestar, studio: Staff) -> tuple[Service, Any]:
@@ -121,70 +112,6 @@ async def test_concurrent_retries_of_one_request_book_once(
 
 
 # --- A real server: several worker processes, each with its own connection pool --------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def server(settings: Settings, app: Litestar, tmp_path: Path) -> Iterator[str]:
-    """`uvicorn app.asgi:create_app --factory --workers 2` on this test's database, until the test ends."""
-    port = free_port()
-    env = {name: value for name, value in os.environ.items() if name not in ("SECRET_KEY", "PORT")}
-    env.update(
-        APP_ENV="dev",
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        DATA_DIR=str(tmp_path / "server"),
-    )
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(  # noqa: S603  (fixed executable and arguments)
-        [
-            str(UVICORN),
-            "app.asgi:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-@pytest.fixture
-async def http(server: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
-    async with httpx.AsyncClient(base_url=server, limits=limits, timeout=60) as client:
-        # Wait until the server answers; this only bounds a broken start, it asserts nothing about speed.
-        for _ in range(300):
-            try:
-                if (await client.get("/health")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the server did not start:\n" + (tmp_path / "server.log").read_text())
-        yield client
 
 
 async def test_a_multi_process_server_never_overbooks(
