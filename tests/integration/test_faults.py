@@ -121,14 +121,16 @@ async def test_worker_killed_mid_batch_is_retried_and_counted_once(
     key_id = await key_id_of(app, await make_key(app, studio))
     events = [(key_id.hex, 1.8e9 + n, "GET", "/api/v1/services", 200, 1000) for n in range(300)]
     queue = RedisQueue(create_redis(settings.redis_url, socket_timeout=None), name="default")
-    # A short timeout, so the sweeper hands the dead worker's job to the next one within seconds.
-    job = await queue.enqueue(
-        "fold_usage", key="killed-batch", batch_id="killed-batch", events=events, timeout=3, retries=5
-    )
-    assert job is not None
-
+    first = start_worker(settings, tmp_path, worker_process)
+    # SAQ sweeps once as a worker starts and can mistake a job it is just dequeuing for an orphan; the batch is
+    # enqueued after that first sweep, so what this test kills is a worker folding a batch, nothing else.
+    await asyncio.sleep(3)
     async with _database_held(app, settings):  # the fold blocks on the database, mid-batch
-        first = start_worker(settings, tmp_path, worker_process)
+        # A short timeout, so the sweeper hands the dead worker's job to the next one within seconds.
+        job = await queue.enqueue(
+            "fold_usage", key="killed-batch", batch_id="killed-batch", events=events, timeout=3, retries=5
+        )
+        assert job is not None
         await eventually(lambda: _job_status(queue, "killed-batch", "active"))
         first.send_signal(signal.SIGKILL)
         first.wait()
