@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,18 @@ def counter_key(key_id: uuid.UUID, now: float) -> str:
     return f"rl:{key_id.hex}:{window_start(now)}"
 
 
+_EXPIRY = str(WINDOW_SECONDS * 2)
+
+
+def _transaction(key: str) -> bytes:
+    """MULTI, INCR key, EXPIRE key 120 NX, EXEC, in the Redis protocol (keys are ASCII: rl:<hex>:<int>)."""
+    head = f"${len(key)}\r\n{key}\r\n"
+    return (
+        f"*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n{head}*4\r\n$6\r\nEXPIRE\r\n{head}"
+        f"${len(_EXPIRY)}\r\n{_EXPIRY}\r\n$2\r\nNX\r\n*1\r\n$4\r\nEXEC\r\n"
+    ).encode()
+
+
 class RateLimiter:
     """Counts requests per key and window. Fails open: when Redis is unreachable the API keeps serving."""
 
@@ -57,11 +69,7 @@ class RateLimiter:
             return None
         key = counter_key(key_id, now)
         try:
-            # INCR and its expiry travel together in one MULTI/EXEC: one round trip, and no counter lives forever.
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, WINDOW_SECONDS * 2, nx=True)
-                count, _ = await pipe.execute()
+            count = await self._incr_with_expiry(key)
         except (RedisError, OSError) as exc:
             self._skip_until = now + RETRY_AFTER_FAILURE_S
             if now - self._last_warning >= WARNING_INTERVAL_S:
@@ -69,3 +77,26 @@ class RateLimiter:
                 logger.warning("rate limiting is failing open: Redis is unreachable (%s)", exc)
             return None
         return decide(int(count), limit, now)
+
+    async def _incr_with_expiry(self, key: str) -> int:
+        """INCR and its expiry in one MULTI/EXEC: one round trip, and no counter lives forever.
+
+        Written straight onto a pooled connection: the bytes redis-py's transactional pipeline sends, without
+        building a pipeline object and packing four commands per request.
+        """
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(_transaction(key), check_health=False)
+            for _ in range(3):  # +OK for MULTI, +QUEUED for each command
+                await connection.read_response()
+            replies = await connection.read_response()  # EXEC: [count, 0 or 1]
+        except BaseException:
+            # A reply may still be on its way (a timeout, a cancellation): never reuse this connection.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+        if not isinstance(replies, list) or isinstance(replies[0], Exception):
+            raise ResponseError(f"unexpected reply to the rate-limit transaction: {replies!r}")
+        return int(replies[0])

@@ -1,0 +1,142 @@
+"""The physical limit: the guard's two I/O operations timed alone, without the framework.
+
+Run pinned to the server's core: `taskset -c 0 python -m bench.micro DATABASE_URL REDIS_URL KEYS_FILE`.
+Prints JSON. Costs are CPU time of this process per operation (what the operation takes from the core
+that serves requests), and wall time per operation for reference. Under concurrency (32 in flight, as wrk's
+32 connections) the event loop amortizes its wake-ups, which is the condition the guard is measured in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import uvloop
+from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
+
+from app.domain.api_keys.rate_limit import WINDOW_SECONDS, RateLimiter
+from app.redis_client import create_redis
+
+LOOKUP_SQL = (
+    "SELECT id, organization_id, scopes, allowed_origins, rate_limit_per_minute, expires_at, revoked_at "
+    "FROM api_keys WHERE key_hash = {param}"
+)
+
+
+def _cost(operations: int, cpu: float, wall: float) -> dict[str, float]:
+    return {"cpu_us": round(cpu / operations * 1e6, 2), "wall_us": round(wall / operations * 1e6, 2)}
+
+
+def time_sync(operation: Callable[[int], object], operations: int) -> dict[str, float]:
+    for n in range(min(1000, operations)):
+        operation(n)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for n in range(operations):
+        operation(n)
+    return _cost(operations, time.process_time() - cpu, time.perf_counter() - wall)
+
+
+async def time_async(
+    operation: Callable[[int], Awaitable[object]], operations: int, concurrency: int
+) -> dict[str, float]:
+    async def lane(lane_no: int, count: int) -> None:
+        for n in range(count):
+            await operation(lane_no * count + n)
+
+    await lane(0, min(500, operations))
+    per_lane = operations // concurrency
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(lane(lane_no, per_lane) for lane_no in range(concurrency)))
+    return _cost(per_lane * concurrency, time.process_time() - cpu, time.perf_counter() - wall)
+
+
+def sqlite_lookup(path: str, hashes: list[str]) -> dict[str, float]:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    sql = LOOKUP_SQL.format(param="?")
+    try:
+        return time_sync(lambda n: connection.execute(sql, (hashes[n % len(hashes)],)).fetchone(), 20_000)
+    finally:
+        connection.close()
+
+
+async def postgres_lookup(url: str, hashes: list[str], concurrency: int) -> dict[str, float]:
+    parsed = make_url(url)
+    pool = await asyncpg.create_pool(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
+        min_size=concurrency,
+        max_size=concurrency,
+    )
+    sql = LOOKUP_SQL.format(param="$1")
+    try:
+        return await time_async(lambda n: pool.fetchrow(sql, hashes[n % len(hashes)]), 10_000, concurrency)
+    finally:
+        await pool.close()
+
+
+async def redis_multi(client: Redis, concurrency: int) -> dict[str, float]:
+    """redis-py's transactional pipeline: INCR + EXPIRE NX in MULTI/EXEC."""
+    ids = [uuid.uuid4().hex for _ in range(2000)]
+
+    async def hit(n: int) -> object:
+        key = f"rl:bench-micro:{ids[n % len(ids)]}"
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, WINDOW_SECONDS * 2, nx=True)
+            return await pipe.execute()
+
+    return await time_async(hit, 10_000, concurrency)
+
+
+async def limiter_multi(client: Redis, concurrency: int) -> dict[str, float]:
+    """The same MULTI/EXEC as the app's RateLimiter sends (pre-encoded, on a pooled connection)."""
+    limiter = RateLimiter(client)
+    ids = [uuid.uuid4() for _ in range(2000)]
+    return await time_async(lambda n: limiter.hit(ids[n % len(ids)], 10**9), 10_000, concurrency)
+
+
+async def _async_parts(database_url: str, redis_url: str, hashes: list[str]) -> dict[str, object]:
+    results: dict[str, object] = {}
+    client = create_redis(redis_url)
+    try:
+        results["redis_multi_sequential"] = await redis_multi(client, 1)
+        results["redis_multi_32_in_flight"] = await redis_multi(client, 32)
+        results["redis_multi_lean_sequential"] = await limiter_multi(client, 1)
+        results["redis_multi_lean_32_in_flight"] = await limiter_multi(client, 32)
+    finally:
+        await client.aclose()
+    if database_url.startswith("postgresql"):
+        results["lookup_sequential"] = await postgres_lookup(database_url, hashes, 1)
+        results["lookup_32_in_flight"] = await postgres_lookup(database_url, hashes, 32)
+    return results
+
+
+def main() -> None:
+    database_url, redis_url, keys_file = sys.argv[1:4]
+    keys = [line for line in Path(keys_file).read_text().splitlines() if line]
+    hashes = [hashlib.sha256(key.encode()).hexdigest() for key in keys]
+    results: dict[str, object] = {
+        "sha256_of_key": time_sync(lambda n: hashlib.sha256(keys[n % len(keys)].encode()).hexdigest(), 50_000)
+    }
+    if database_url.startswith("sqlite"):
+        path = make_url(database_url).database
+        assert path is not None
+        results["lookup_sequential"] = sqlite_lookup(path, hashes)
+    results.update(uvloop.run(_async_parts(database_url, redis_url, hashes)))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
