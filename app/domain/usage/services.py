@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -62,6 +63,19 @@ def _insert_for(session: AsyncSession) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+@cache
+def _count_upsert(dialect_name: str) -> Any:
+    """Adds a row's requests and latency to its minute's counts, creating the row when it is the first."""
+    statement = (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(usage_counts)
+    return statement.on_conflict_do_update(
+        index_elements=[column.name for column in usage_counts.primary_key],
+        set_={
+            "request_count": usage_counts.c.request_count + statement.excluded.request_count,
+            "total_latency_us": usage_counts.c.total_latency_us + statement.excluded.total_latency_us,
+        },
+    )
+
+
 async def fold_batch(
     session: AsyncSession, batch_id: str, events: Sequence[UsageEvent], now: datetime
 ) -> int:
@@ -92,16 +106,8 @@ async def fold_batch(
         if key_id in existing
     ]
     if rows:
-        statement = insert(usage_counts).values(rows)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[column.name for column in usage_counts.primary_key],
-                set_={
-                    "request_count": usage_counts.c.request_count + statement.excluded.request_count,
-                    "total_latency_us": usage_counts.c.total_latency_us + statement.excluded.total_latency_us,
-                },
-            )
-        )
+        # One prepared statement run for all rows (executemany): no per-batch SQL to build and compile.
+        await session.execute(_count_upsert(session.get_bind().dialect.name), rows)
         keys = cast(Table, ApiKey.__table__)
         # Last Used only moves forward: a late batch never drags it back.
         await session.execute(
