@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -134,28 +135,35 @@ def database_template(tmp_path_factory: pytest.TempPathFactory, redis_url: str) 
         _run_sql_on_postgres(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def settings(tmp_path: Path, database_template: DatabaseTemplate, redis_url: str) -> Iterator[Settings]:
+@contextlib.contextmanager
+def fresh_database(
+    template: DatabaseTemplate, redis_url: str, directory: Path, name_prefix: str = "qv_test"
+) -> Iterator[Settings]:
+    """Settings on a copy of the migrated template (a file, or a PostgreSQL database dropped afterwards)
+    and on a flushed Redis database."""
     client = redis_sync.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
-    if database_template.sqlite_file is not None:
-        database = tmp_path / "app.db"
-        shutil.copyfile(database_template.sqlite_file, database)
-        yield make_settings(f"sqlite+aiosqlite:///{database}", redis_url, tmp_path)
+    if template.sqlite_file is not None:
+        database = directory / "app.db"
+        shutil.copyfile(template.sqlite_file, database)
+        yield make_settings(f"sqlite+aiosqlite:///{database}", redis_url, directory)
         return
-    assert database_template.postgres_admin_url is not None
-    name = f"qv_test_{uuid.uuid4().hex[:12]}"
+    assert template.postgres_admin_url is not None
+    name = f"{name_prefix}_{uuid.uuid4().hex[:12]}"
     _run_sql_on_postgres(
-        database_template.postgres_admin_url,
-        f'CREATE DATABASE "{name}" TEMPLATE "{database_template.postgres_name}"',
+        template.postgres_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template.postgres_name}"'
     )
     try:
-        yield make_settings(database_template.postgres_url(name), redis_url, tmp_path)
+        yield make_settings(template.postgres_url(name), redis_url, directory)
     finally:
-        _run_sql_on_postgres(
-            database_template.postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        )
+        _run_sql_on_postgres(template.postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_template: DatabaseTemplate, redis_url: str) -> Iterator[Settings]:
+    with fresh_database(database_template, redis_url, tmp_path) as fresh:
+        yield fresh
 
 
 @pytest.fixture

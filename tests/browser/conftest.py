@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import redis as redis_sync
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 from sqlalchemy import select
 
@@ -37,7 +35,7 @@ from app.domain.api_keys import rules
 from app.domain.api_keys.services import ApiKeyService
 from app.domain.audit.services import CLI_ACTOR
 from app.settings import PROJECT_ROOT, Settings
-from tests.conftest import DatabaseTemplate, _run_sql_on_postgres, make_settings
+from tests.conftest import DatabaseTemplate, fresh_database
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 INSTALL_HINT = "Browser tests need Debian's chromium: sudo apt-get install -y chromium"
@@ -130,27 +128,10 @@ def live_settings(
     tmp_path_factory: pytest.TempPathFactory, database_template: DatabaseTemplate, redis_url: str
 ) -> Iterator[Settings]:
     """Like the `settings` fixture, once for the package: a copy of the migrated template database."""
-    directory = tmp_path_factory.mktemp("live")
-    client = redis_sync.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
-    if database_template.sqlite_file is not None:
-        database = directory / "app.db"
-        shutil.copyfile(database_template.sqlite_file, database)
-        yield make_settings(f"sqlite+aiosqlite:///{database}", redis_url, directory)
-        return
-    assert database_template.postgres_admin_url is not None
-    name = f"qv_browser_{uuid.uuid4().hex[:12]}"
-    _run_sql_on_postgres(
-        database_template.postgres_admin_url,
-        f'CREATE DATABASE "{name}" TEMPLATE "{database_template.postgres_name}"',
-    )
-    try:
-        yield make_settings(database_template.postgres_url(name), redis_url, directory)
-    finally:
-        _run_sql_on_postgres(
-            database_template.postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        )
+    with fresh_database(
+        database_template, redis_url, tmp_path_factory.mktemp("live"), name_prefix="qv_browser"
+    ) as fresh:
+        yield fresh
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
