@@ -379,17 +379,28 @@ def sqlite_leg(bench: Bench, plan: Plan, results: dict[str, Any]) -> None:
     results["sqlite"]["usage_visibility"] = fold.visibility_lag(jobs, *windows["50pct"])
     bench.stop(worker)
 
-    # Folding rate: pre-filled batches, then the real worker, pinned, alone on CPU0.
+    results["sqlite"]["worker_fold"] = worker_fold(bench, settings, seeded, env)
+
+
+def worker_fold(bench: Bench, settings: Settings, seeded: Seeded, env: dict[str, str]) -> dict[str, Any]:
+    """Folding rate: pre-filled batches, then the real worker, pinned, alone on CPU0."""
     counted_before = asyncio.run(fold.counted_events(settings))
-    batch_ids = asyncio.run(fold.prefill(bench.redis_url, seeded.key_ids, plan.fold_batches))
+    batch_ids = asyncio.run(fold.prefill(bench.redis_url, seeded.key_ids, bench.plan.fold_batches))
     log(f"fold: {len(batch_ids)} batches queued; starting the worker on CPU0")
     fold_worker = bench.worker("worker-fold", env, "0")
     folded = asyncio.run(fold.wait_for_jobs(bench.redis_url, batch_ids, timeout_s=120))
     bench.stop(fold_worker)
     rate = fold.fold_rate(folded)
     rate["counted_in_database"] = asyncio.run(fold.counted_events(settings)) - counted_before
-    results["sqlite"]["worker_fold"] = rate
     log(f"fold: {rate['events_per_s']} events/s")
+    return rate
+
+
+def fold_only(bench: Bench) -> dict[str, Any]:
+    """`--only fold`: the worker's folding rate alone, on a fresh SQLite database (for working on the fold)."""
+    settings = bench.settings_for("sqlite", None)
+    seeded: Seeded = _timed("seed SQLite", lambda: seed(settings, bench.plan.keys, 1000))
+    return worker_fold(bench, settings, seeded, bench.env(settings, seeded))
 
 
 def postgres_leg(bench: Bench, plan: Plan, results: dict[str, Any]) -> None:
@@ -585,6 +596,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--only", choices=["fold"], help="one measurement, printed and not written (for working on it)"
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else Plan()
     started = time.monotonic()
@@ -600,6 +614,12 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="qv-bench-") as tmp, valkey() as redis_url:
         bench = Bench(plan, Path(tmp), wrk, redis_url)
+        if args.only == "fold":
+            try:
+                print(json.dumps(fold_only(bench), indent=2))
+            finally:
+                bench.stop_all()
+            return
         try:
             sqlite_leg(bench, plan, results)
             bench.stop_all()

@@ -15,7 +15,9 @@ import pytest
 import sqlalchemy
 from advanced_alchemy.base import orm_registry
 from advanced_alchemy.types import GUID
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +27,7 @@ from sqlalchemy.types import TypeEngine
 import app.domain  # noqa: F401  (registers every model on the metadata)
 from app.db import create_engine
 from app.domain.accounts.models import User
-from app.settings import Settings
+from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import DatabaseTemplate, _run_sql_on_postgres, make_settings, migrate
 
 pytestmark = pytest.mark.anyio
@@ -117,6 +119,33 @@ def test_upgrade_head_into_an_empty_database(empty_database: Settings) -> None:
 
     assert table_names(empty_database) == {*orm_registry.metadata.tables, "alembic_version"}
     assert schema_differences(empty_database) == []
+
+
+def test_sqlite_keeps_usage_counts_in_their_primary_key(tmp_path: Path, redis_url: str) -> None:
+    # Whatever the leg's backend: this is about SQLite's table layout. The worker's fold writes one b-tree.
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'layout.db'}", redis_url, tmp_path)
+
+    def usage_counts_ddl() -> str:
+        ddl: str = run_sync_on(
+            settings,
+            lambda connection: connection.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'usage_counts'"
+            ).scalar_one(),
+        )
+        return ddl.rstrip()
+
+    migrate(settings)
+    assert usage_counts_ddl().endswith("WITHOUT ROWID")
+    assert "FOREIGN KEY" in usage_counts_ddl() and "ON DELETE CASCADE" in usage_counts_ddl()
+    assert schema_differences(settings) == []
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["settings"] = settings
+    config.attributes["configure_logger"] = False
+    command.downgrade(config, "0005")
+    assert not usage_counts_ddl().endswith("WITHOUT ROWID")
+    migrate(settings)
+    assert usage_counts_ddl().endswith("WITHOUT ROWID")
 
 
 def test_the_comparison_notices_a_missing_table_and_a_wrong_id_type(empty_database: Settings) -> None:

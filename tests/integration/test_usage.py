@@ -26,6 +26,7 @@ from app.domain.usage.recorder import UsageRecorder
 from app.domain.usage.services import prune_usage
 from app.redis_client import create_redis
 from app.settings import Settings
+from app.workers import job_context
 from tests.api_helpers import bearer, make_key, wait_for_a_fresh_window
 from tests.conftest import Staff, alchemy_of, csrf_token, sign_in
 from tests.usage_helpers import counted_requests, eventually, running_worker
@@ -112,10 +113,10 @@ async def test_a_retried_batch_counts_once(app: Litestar, settings: Settings, st
     key_id = (await key_row(app, key)).id
     now = datetime.now(UTC).timestamp()
     events = [(key_id.hex, now, "GET", "/api/v1/services", 200, 1500)] * 7
-    ctx = {"alchemy": alchemy_of(app), "settings": settings}
+    ctx = job_context(settings, alchemy_of(app))
     first = await fold_usage(ctx, batch_id="batch-1", events=events)  # type: ignore[arg-type]
     again = await fold_usage(ctx, batch_id="batch-1", events=events)  # type: ignore[arg-type]
-    assert first["counted"] == 7 and again["counted"] == 0
+    assert first["folded"] is True and again["folded"] is False
     assert await counted_requests(app, key_id=key_id) == 7
 
     # The same through SAQ: a second job for an already folded batch changes nothing.
@@ -140,7 +141,7 @@ async def test_last_used_never_moves_backwards(app: Litestar, settings: Settings
     key_id = (await key_row(app, key)).id
     newer = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
     older = newer - timedelta(hours=3)
-    ctx = {"alchemy": alchemy_of(app), "settings": settings}
+    ctx = job_context(settings, alchemy_of(app))
     await fold_usage(ctx, batch_id="new", events=[(key_id.hex, newer.timestamp(), "GET", "/r", 200, 1)])  # type: ignore[arg-type]
     await fold_usage(ctx, batch_id="old", events=[(key_id.hex, older.timestamp(), "GET", "/r", 200, 1)])  # type: ignore[arg-type]
     assert (await key_row(app, key)).last_used_at == newer
@@ -151,9 +152,13 @@ async def test_events_of_a_deleted_key_are_dropped_not_failed(
     app: Litestar, settings: Settings, studio: Staff
 ) -> None:
     ghost = uuid.uuid4()
-    ctx = {"alchemy": alchemy_of(app), "settings": settings}
-    result = await fold_usage(ctx, batch_id="ghost", events=[(ghost.hex, 1.0e9, "GET", "/r", 200, 1)])  # type: ignore[arg-type]
-    assert result["counted"] == 0
+    ctx = job_context(settings, alchemy_of(app))
+    key = await key_row(app, await make_key(app, studio))
+    events = [(ghost.hex, 1.0e9, "GET", "/r", 200, 1), (key.id.hex, 1.0e9, "GET", "/r", 200, 1)]
+    result = await fold_usage(ctx, batch_id="ghost", events=events)  # type: ignore[arg-type]
+    assert result["folded"] is True
+    assert await counted_requests(app, key_id=ghost) == 0
+    assert await counted_requests(app, key_id=key.id) == 1
 
 
 async def test_deleting_a_key_deletes_its_usage_logs(
@@ -162,7 +167,7 @@ async def test_deleting_a_key_deletes_its_usage_logs(
     key = await make_key(app, studio)
     keep = await make_key(app, studio)
     row, kept = await key_row(app, key), await key_row(app, keep)
-    ctx = {"alchemy": alchemy_of(app), "settings": settings}
+    ctx = job_context(settings, alchemy_of(app))
     at = datetime.now(UTC).timestamp()
     await fold_usage(  # type: ignore[arg-type]
         ctx,
@@ -203,7 +208,7 @@ async def test_usage_page_shows_the_chart_totals_and_routes(
         + [(row.id.hex, (now - timedelta(days=3)).timestamp(), "GET", "/api/v1/services", 429, 100)] * 4
         + [(row.id.hex, (now - timedelta(days=45)).timestamp(), "GET", "/api/v1/services", 200, 100)] * 6
     )
-    await fold_usage({"alchemy": alchemy_of(app), "settings": settings}, batch_id="page", events=events)  # type: ignore[arg-type]
+    await fold_usage(job_context(settings, alchemy_of(app)), batch_id="page", events=events)  # type: ignore[arg-type]
 
     list_page = await admin_client.get("/settings/api-keys")
     assert f'href="/settings/api-keys/{row.id}/usage"' in list_page.text
@@ -300,3 +305,42 @@ async def test_shutdown_hands_over_the_last_events(
     async with running_worker(settings):
         key_id = (await key_row(app, key)).id
         await eventually(lambda: _total_is(app, key_id, 1))
+
+
+async def test_batches_folded_together_count_once_each(
+    app: Litestar, settings: Settings, studio: Staff
+) -> None:
+    key_id = (await key_row(app, await make_key(app, studio))).id
+    ctx = job_context(settings, alchemy_of(app))
+    at = datetime.now(UTC).timestamp()
+    batches = {f"together-{n}": [(key_id.hex, at, "GET", "/r", 200, 1)] * (n + 1) for n in range(5)}
+    # Jobs running at once: the first folds, the others wait and are folded together in the next transaction.
+    results = await asyncio.gather(
+        *(fold_usage(ctx, batch_id=batch_id, events=events) for batch_id, events in batches.items()),  # type: ignore[arg-type]
+        fold_usage(ctx, batch_id="together-0", events=batches["together-0"]),  # type: ignore[arg-type]
+    )
+    assert sorted(result["folded"] for result in results) == [False, True, True, True, True, True]
+    assert await counted_requests(app, key_id=key_id) == 1 + 2 + 3 + 4 + 5
+
+
+async def test_a_failed_group_fails_every_job_in_it_and_their_retries_count_once(
+    app: Litestar, settings: Settings, studio: Staff
+) -> None:
+    key_id = (await key_row(app, await make_key(app, studio))).id
+    ctx = job_context(settings, alchemy_of(app))
+    at = datetime.now(UTC).timestamp()
+    good = [(key_id.hex, at, "GET", "/r", 200, 1)] * 3
+    broken = [(key_id.hex, at, "GET", "/r", "not a status", 1)]
+    blocker = asyncio.create_task(fold_usage(ctx, batch_id="first", events=good))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # "first" holds the fold; the next two wait and are folded as one group
+    outcomes = await asyncio.gather(
+        fold_usage(ctx, batch_id="good", events=good),  # type: ignore[arg-type]
+        fold_usage(ctx, batch_id="broken", events=broken),  # type: ignore[arg-type]
+        return_exceptions=True,
+    )
+    assert (await blocker)["folded"] is True
+    assert all(isinstance(outcome, Exception) for outcome in outcomes)
+    assert await counted_requests(app, key_id=key_id) == 3  # nothing of the failed group was written
+    retried = await fold_usage(ctx, batch_id="good", events=good)  # type: ignore[arg-type]
+    assert retried["folded"] is True
+    assert await counted_requests(app, key_id=key_id) == 6

@@ -10,16 +10,15 @@ from saq.types import Context
 
 from app.db import transaction
 from app.domain.usage.recorder import UsageEvent
-from app.domain.usage.services import fold_batch, prune_usage
+from app.domain.usage.services import prune_usage
 
 logger = logging.getLogger(__name__)
 
 
 async def fold_usage(ctx: Context, *, batch_id: str, events: list[UsageEvent]) -> dict[str, Any]:
     """Fold one batch of usage events. Raising lets SAQ retry; the batch id makes a retry count nothing twice."""
-    async with transaction(ctx["alchemy"]) as session:  # type: ignore[typeddict-item]
-        counted = await fold_batch(session, batch_id, events, datetime.now(UTC))
-    return {"batch_id": batch_id, "events": len(events), "counted": counted}
+    folded = await ctx["usage_folder"].fold(batch_id, events)  # type: ignore[typeddict-item]
+    return {"batch_id": batch_id, "events": len(events), "folded": folded}
 
 
 async def prune_usage_logs(ctx: Context) -> dict[str, Any]:

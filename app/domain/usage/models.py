@@ -21,6 +21,8 @@ usage_counts = Table(
     Column("status_class", String(3), primary_key=True),
     Column("request_count", Integer, nullable=False),
     Column("total_latency_us", BigInteger, nullable=False),
+    # SQLite: rows live in the primary key's b-tree, not in a rowid table plus an index of the same key.
+    sqlite_with_rowid=False,
 )
 
 # Batches already folded: a job that is retried after its commit counts nothing twice.
