@@ -26,11 +26,13 @@ from app.db import create_alchemy_config
 from app.domain.accounts.controllers import AuthController
 from app.domain.accounts.guards import PUBLIC_PATHS, build_session_auth
 from app.domain.api_keys.controllers import ApiKeysController
+from app.domain.api_keys.rate_limit import RateLimiter
 from app.domain.audit.controllers import AuditLogController
 from app.domain.booking.pages import BookingsController
 from app.domain.system.controllers import HealthController
 from app.domain.usage.recorder import UsageRecorder
 from app.redis_client import create_redis
+from app.redis_pipe import RedisPipe
 from app.settings import Settings, get_settings
 from app.web.errors import error_page, sign_in_redirect
 from app.web.security import add_security_headers
@@ -61,11 +63,14 @@ def create_app(
     redis = create_redis(settings.redis_url)
     session_auth = build_session_auth(settings, alchemy)
     recorder = usage_recorder or UsageRecorder(create_queue(redis))
+    # The rate limiter's own connection: one round trip per API request, on the cheapest path there is.
+    limiter_redis = RedisPipe(settings.redis_url)
 
     def provide_redis() -> Redis:
         return redis
 
     async def close_redis() -> None:
+        await limiter_redis.close()
         await redis.aclose()
 
     return Litestar(
@@ -77,7 +82,7 @@ def create_app(
             AuditLogController,
             BookingsController,
             HealthController,
-            create_api_router(alchemy.get_engine(), redis, recorder, extra_api_handlers),
+            create_api_router(alchemy.get_engine(), RateLimiter(limiter_redis), recorder, extra_api_handlers),
             *extra_route_handlers,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],

@@ -26,9 +26,9 @@ from sqlalchemy import Table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.guard import ApiRequest
 from app.api.pagination import DEFAULT_LIMIT, Cursor, Limit, PageRequest
 from app.asgi import create_app
-from app.domain.api_keys.authentication import ApiClient
 from app.domain.api_keys.models import ApiKey
 from app.domain.booking import services
 from app.domain.booking.models import Service
@@ -39,6 +39,9 @@ from app.settings import get_settings
 from app.workers import create_queue
 
 NOAUTH_PATH = "/bench/services-noauth"
+# A trivial handler behind the guard and without it: the guard's own cost, without a database query.
+PING_PATH = "/bench/ping"
+PING_NOAUTH_PATH = "/bench/ping-noauth"
 NAIVE_PATH = "/bench/naive-services"
 NAIVE_ROUTE = "/api/v1" + NAIVE_PATH
 
@@ -77,15 +80,30 @@ def noauth_handler(organization_id: uuid.UUID) -> Any:
     return services_noauth
 
 
+@get(PING_PATH, opt={"scope": "read"}, include_in_schema=False)
+async def ping() -> dict[str, str]:
+    return {"ok": "yes"}
+
+
+@get(
+    PING_NOAUTH_PATH,
+    opt={"exclude_from_auth": True, "skip_session": True, "exclude_from_csrf": True},
+    include_in_schema=False,
+)
+async def ping_noauth() -> dict[str, str]:
+    return {"ok": "yes"}
+
+
 @get(NAIVE_PATH, opt={"scope": "read"}, include_in_schema=False)
 async def naive_services(
-    api_client: NamedDependency[ApiClient],
+    request: ApiRequest,
     db_session: NamedDependency[AsyncSession],
     limit: FromQuery[Limit] = DEFAULT_LIMIT,
     cursor: FromQuery[Cursor] = None,
 ) -> ServiceList:
     """The catalog, then this request's usage written in the request's own transaction."""
     started = time.perf_counter()
+    api_client = request.auth
     result = await _list_services(db_session, api_client.organization_id, limit, cursor)
     now = datetime.now(UTC)
     insert = postgresql.insert if db_session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -135,8 +153,8 @@ def create_bench_app() -> Litestar:
         recorder = DiscardingRecorder(create_queue(Redis.from_url(settings.redis_url)))
         return create_app(
             settings,
-            extra_route_handlers=[twin],
-            extra_api_handlers=[naive_services],
+            extra_route_handlers=[twin, ping_noauth],
+            extra_api_handlers=[naive_services, ping],
             usage_recorder=recorder,
         )
-    return create_app(settings, extra_route_handlers=[twin])
+    return create_app(settings, extra_route_handlers=[twin, ping_noauth], extra_api_handlers=[ping])

@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from app.domain.api_keys.rate_limit import WINDOW_SECONDS, RateLimiter
 from app.redis_client import create_redis
+from app.redis_pipe import RedisPipe
 
 LOOKUP_SQL = (
     "SELECT id, organization_id, scopes, allowed_origins, rate_limit_per_minute, expires_at, revoked_at "
@@ -100,11 +101,15 @@ async def redis_multi(client: Redis, concurrency: int) -> dict[str, float]:
     return await time_async(hit, 10_000, concurrency)
 
 
-async def limiter_multi(client: Redis, concurrency: int) -> dict[str, float]:
-    """The same MULTI/EXEC as the app's RateLimiter sends (pre-encoded, on a pooled connection)."""
-    limiter = RateLimiter(client)
+async def limiter_multi(redis_url: str, concurrency: int) -> dict[str, float]:
+    """The same MULTI/EXEC as the app's RateLimiter sends, through its own pipelined connection."""
+    pipe = RedisPipe(redis_url)
+    limiter = RateLimiter(pipe)
     ids = [uuid.uuid4() for _ in range(2000)]
-    return await time_async(lambda n: limiter.hit(ids[n % len(ids)], 10**9), 10_000, concurrency)
+    try:
+        return await time_async(lambda n: limiter.hit(ids[n % len(ids)], 10**9), 10_000, concurrency)
+    finally:
+        await pipe.close()
 
 
 async def _async_parts(database_url: str, redis_url: str, hashes: list[str]) -> dict[str, object]:
@@ -113,8 +118,8 @@ async def _async_parts(database_url: str, redis_url: str, hashes: list[str]) -> 
     try:
         results["redis_multi_sequential"] = await redis_multi(client, 1)
         results["redis_multi_32_in_flight"] = await redis_multi(client, 32)
-        results["redis_multi_lean_sequential"] = await limiter_multi(client, 1)
-        results["redis_multi_lean_32_in_flight"] = await limiter_multi(client, 32)
+        results["redis_multi_lean_sequential"] = await limiter_multi(redis_url, 1)
+        results["redis_multi_lean_32_in_flight"] = await limiter_multi(redis_url, 32)
     finally:
         await client.aclose()
     if database_url.startswith("postgresql"):

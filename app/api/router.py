@@ -7,16 +7,14 @@ from collections.abc import Sequence
 from advanced_alchemy.exceptions import NotFoundError
 from litestar import Router
 from litestar.datastructures import ResponseHeader
-from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import ControllerRouterHandler
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.guard import SCOPE_OPT_KEY, ApiGuardMiddleware, provide_api_client
+from app.api.guard import SCOPE_OPT_KEY, ApiGuardMiddleware
 from app.api.problems import problem_handler
 from app.domain.api_keys import rules
 from app.domain.api_keys.rate_limit import RateLimiter
@@ -61,15 +59,14 @@ API_HANDLERS = [CatalogController, AvailabilityController, ReservationsControlle
 
 def create_api_router(
     engine: AsyncEngine,
-    redis: Redis,
+    limiter: RateLimiter,
     recorder: UsageRecorder,
     extra_handlers: Sequence[ControllerRouterHandler] = (),
 ) -> Router:
     router = Router(
         path=API_PREFIX,
         route_handlers=[*API_HANDLERS, *extra_handlers],
-        middleware=[ApiGuardMiddleware(engine=engine, limiter=RateLimiter(redis), recorder=recorder)],
-        dependencies={"api_client": Provide(provide_api_client, sync_to_thread=False)},
+        middleware=[ApiGuardMiddleware(engine=engine, limiter=limiter, recorder=recorder)],
         exception_handlers={
             HTTPException: problem_handler,
             NotFoundError: problem_handler,

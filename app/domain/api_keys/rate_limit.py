@@ -7,8 +7,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
+
+from app.redis_pipe import RedisPipe
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def _transaction(key: str) -> bytes:
 class RateLimiter:
     """Counts requests per key and window. Fails open: when Redis is unreachable the API keeps serving."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisPipe) -> None:
         self._redis = redis
         self._skip_until = 0.0
         self._last_warning = 0.0
@@ -70,7 +71,7 @@ class RateLimiter:
         key = counter_key(key_id, now)
         try:
             count = await self._incr_with_expiry(key)
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError) as exc:  # RedisUnavailable is a ConnectionError, an OSError
             self._skip_until = now + RETRY_AFTER_FAILURE_S
             if now - self._last_warning >= WARNING_INTERVAL_S:
                 self._last_warning = now
@@ -79,24 +80,8 @@ class RateLimiter:
         return decide(int(count), limit, now)
 
     async def _incr_with_expiry(self, key: str) -> int:
-        """INCR and its expiry in one MULTI/EXEC: one round trip, and no counter lives forever.
-
-        Written straight onto a pooled connection: the bytes redis-py's transactional pipeline sends, without
-        building a pipeline object and packing four commands per request.
-        """
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await connection.send_packed_command(_transaction(key), check_health=False)
-            for _ in range(3):  # +OK for MULTI, +QUEUED for each command
-                await connection.read_response()
-            replies = await connection.read_response()  # EXEC: [count, 0 or 1]
-        except BaseException:
-            # A reply may still be on its way (a timeout, a cancellation): never reuse this connection.
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
+        """INCR and its expiry in one MULTI/EXEC: one round trip, and no counter lives forever."""
+        replies = await self._redis.request(_transaction(key), replies=4)  # +OK, +QUEUED, +QUEUED, EXEC
         if not isinstance(replies, list) or isinstance(replies[0], Exception):
             raise ResponseError(f"unexpected reply to the rate-limit transaction: {replies!r}")
         return int(replies[0])

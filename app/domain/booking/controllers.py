@@ -11,9 +11,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.api.guard import ApiRequest
 from app.api.pagination import DEFAULT_LIMIT, Cursor, Limit, PageRequest
 from app.api.problems import GUARD_RESPONSES, ApiProblem, FieldError, documented_problem
-from app.domain.api_keys.authentication import ApiClient
 from app.domain.booking import availability, idempotency, reservations, services
 from app.domain.booking.models import Package, Service
 from app.domain.booking.schemas import (
@@ -59,13 +59,13 @@ class CatalogController(Controller):
     )
     async def list_services(
         self,
-        api_client: NamedDependency[ApiClient],
+        request: ApiRequest,
         db_session: NamedDependency[AsyncSession],
         limit: FromQuery[Limit] = DEFAULT_LIMIT,
         cursor: FromQuery[Cursor] = None,
     ) -> ServiceList:
         page = await services.list_active(
-            db_session, Service, api_client.organization_id, PageRequest.of(limit, cursor)
+            db_session, Service, request.auth.organization_id, PageRequest.of(limit, cursor)
         )
         return ServiceList(
             data=[ServiceOut.of(item) for item in page.items],
@@ -76,12 +76,12 @@ class CatalogController(Controller):
     @get("/services/{service_id:str}", opt=READ, responses=GUARD_RESPONSES, summary="Get a service")
     async def get_service(
         self,
-        api_client: NamedDependency[ApiClient],
+        request: ApiRequest,
         db_session: NamedDependency[AsyncSession],
         service_id: FromPath[str],
     ) -> ServiceOut:
         return ServiceOut.of(
-            await services.get_active(db_session, Service, api_client.organization_id, service_id)
+            await services.get_active(db_session, Service, request.auth.organization_id, service_id)
         )
 
     @get(
@@ -93,13 +93,13 @@ class CatalogController(Controller):
     )
     async def list_packages(
         self,
-        api_client: NamedDependency[ApiClient],
+        request: ApiRequest,
         db_session: NamedDependency[AsyncSession],
         limit: FromQuery[Limit] = DEFAULT_LIMIT,
         cursor: FromQuery[Cursor] = None,
     ) -> PackageList:
         page = await services.list_active(
-            db_session, Package, api_client.organization_id, PageRequest.of(limit, cursor)
+            db_session, Package, request.auth.organization_id, PageRequest.of(limit, cursor)
         )
         return PackageList(
             data=[PackageOut.of(item) for item in page.items],
@@ -110,12 +110,12 @@ class CatalogController(Controller):
     @get("/packages/{package_id:str}", opt=READ, responses=GUARD_RESPONSES, summary="Get a package")
     async def get_package(
         self,
-        api_client: NamedDependency[ApiClient],
+        request: ApiRequest,
         db_session: NamedDependency[AsyncSession],
         package_id: FromPath[str],
     ) -> PackageOut:
         return PackageOut.of(
-            await services.get_active(db_session, Package, api_client.organization_id, package_id)
+            await services.get_active(db_session, Package, request.auth.organization_id, package_id)
         )
 
 
@@ -137,7 +137,7 @@ class AvailabilityController(Controller):
     )
     async def list_availability(
         self,
-        api_client: NamedDependency[ApiClient],
+        request: ApiRequest,
         db_session: NamedDependency[AsyncSession],
         service_id: FromQuery[Annotated[str, QueryParameter(description="A service id.")]],
         start_date: FromQuery[Annotated[date, QueryParameter(description="First day, `YYYY-MM-DD`.")]],
@@ -171,7 +171,7 @@ class AvailabilityController(Controller):
         if errors:
             raise ApiProblem(422, "validation_error", "The request has invalid fields.", errors=errors)
         found = await reservations.find_availability(
-            db_session, api_client, service_id, start_date, end_date, zone
+            db_session, request.auth, service_id, start_date, end_date, zone
         )
         return AvailabilityOut.of(found.service.id, found.zone, found.days)
 
@@ -203,7 +203,7 @@ class ReservationsController(Controller):
     )
     async def create_reservation(
         self,
-        api_client: NamedDependency[ApiClient],
+        request: ApiRequest,
         db_engine: NamedDependency[AsyncEngine],
         data: JSONBody[ReservationIn],
         idempotency_key: Annotated[
@@ -218,9 +218,9 @@ class ReservationsController(Controller):
         key = idempotency.parse_key(idempotency_key)
         if isinstance(key, idempotency.KeyProblem):
             raise ApiProblem(400, key.code, key.detail)
-        request = data.validated()
+        booking = data.validated()
         fingerprint = idempotency.fingerprint("POST", reservations.RESERVATIONS_PATH, data.canonical())
-        booked = await reservations.book(db_engine, api_client, key, fingerprint, request)
+        booked = await reservations.book(db_engine, request.auth, key, fingerprint, booking)
         headers = {"Location": booked.location}
         if booked.replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -229,11 +229,11 @@ class ReservationsController(Controller):
     @get("/{reservation_id:str}", opt=READ, responses=GUARD_RESPONSES, summary="Get a reservation")
     async def get_reservation(
         self,
-        api_client: NamedDependency[ApiClient],
+        request: ApiRequest,
         db_session: NamedDependency[AsyncSession],
         reservation_id: FromPath[str],
     ) -> ReservationOut:
         reservation, service = await reservations.get_reservation(
-            db_session, api_client.organization_id, reservation_id
+            db_session, request.auth.organization_id, reservation_id
         )
         return ReservationOut.of(reservation, service)
