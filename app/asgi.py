@@ -31,6 +31,7 @@ from app.domain.audit.controllers import AuditLogController
 from app.domain.booking.pages import BookingsController
 from app.domain.system.controllers import HealthController
 from app.domain.usage.recorder import UsageRecorder
+from app.heap import freeze_startup_heap
 from app.redis_client import create_redis
 from app.redis_pipe import RedisPipe
 from app.settings import Settings, get_settings
@@ -117,7 +118,7 @@ def create_app(
             },
         ),
         before_send=[add_security_headers],
-        on_startup=[recorder.start],
+        on_startup=[recorder.start, freeze_startup_heap],
         # The recorder hands over its last events before Redis closes.
         on_shutdown=[recorder.stop, close_redis],
         state=State({"settings": settings, "alchemy": alchemy, "usage_recorder": recorder}),

@@ -13,13 +13,14 @@ from saq.types import Context, SettingsDict
 from app.db import create_alchemy_config
 from app.domain.usage.jobs import fold_usage, prune_usage_logs
 from app.domain.usage.services import UsageFolder
+from app.heap import WORKER_YOUNG_THRESHOLD, collect_young_less_often, freeze_startup_heap
 from app.redis_client import create_redis
 from app.settings import Settings, get_settings
 from app.workers.queue import SweepSafeRedisQueue
 
 QUEUE_NAME = "default"
 # Usage batches taken at once: those waiting while one is folded are folded together (see UsageFolder).
-WORKER_CONCURRENCY = 8
+WORKER_CONCURRENCY = 16
 # Jobs of a dead worker go back to the queue within seconds, not SAQ's default minute.
 SWEEP_INTERVAL_S = 5
 
@@ -49,6 +50,8 @@ def worker_settings(settings: Settings | None = None) -> SettingsDict[Context]:
 
     async def startup(ctx: Context) -> None:
         ctx.update(job_context(settings, create_alchemy_config(settings)))  # type: ignore[typeddict-item]
+        freeze_startup_heap()
+        collect_young_less_often(WORKER_YOUNG_THRESHOLD)
 
     return {
         # socket_timeout=None: the worker's dequeue blocks on purpose.

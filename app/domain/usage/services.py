@@ -250,22 +250,28 @@ class UsageFolder:
         except asyncio.CancelledError:
             if entry in self._waiting:  # not folded: SAQ retries the job
                 self._waiting.remove(entry)
+            elif outcome.done() and not outcome.cancelled():
+                outcome.exception()  # this job is cancelled anyway: its outcome is not needed
             raise
         return await outcome
 
     async def _fold_waiting(self) -> None:
+        """Fold every batch waiting now, and settle each one's outcome (an exception if the fold failed)."""
         group, self._waiting = self._waiting, []
         try:
             async with transaction(self._alchemy) as session:
                 claimed = await fold_batches(
                     session, [(b, events) for b, events, _ in group], datetime.now(UTC)
                 )
-        except BaseException as exc:
+        except Exception as exc:
             for _, _, outcome in group:
                 if not outcome.done():
-                    outcome.set_exception(
-                        exc if isinstance(exc, Exception) else RuntimeError("usage fold interrupted")
-                    )
+                    outcome.set_exception(exc)
+            return
+        except BaseException:  # cancelled (a job timeout, shutdown): rolled back, the others are retried
+            for _, _, outcome in group:
+                if not outcome.done():
+                    outcome.set_exception(RuntimeError("usage fold interrupted"))
             raise
         for batch_id, _, outcome in group:
             outcome.set_result(batch_id in claimed)
