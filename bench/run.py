@@ -470,7 +470,12 @@ def postgres_leg(bench: Bench, plan: Plan, results: dict[str, Any]) -> None:
 def figures(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
     sq = results["sqlite"]
     sat = sq["saturation_1_process"]
-    limit = physical_limit(sq["bare_operations"], sat["guard_cost_us_median"])
+    # The guard's CPU per request, from the in-process measurement: the same quantity as C from the wrk
+    # pairs, without the HTTP server and the load generator, whose noise on this box is larger than the
+    # guard itself when a catalog request costs milliseconds (both are recorded).
+    inproc = sq["in_process"]
+    guard_cost = inproc["guard_cost_us"]
+    limit = physical_limit(sq["bare_operations"], guard_cost)
     lat = sq["open_loop"]
     p99_delta = lat["guarded_50pct"]["latency_ms"]["p99"] - lat["unguarded_50pct"]["latency_ms"]["p99"]
     open_loop_errors = sum(lat[name]["errors"] for name in lat if isinstance(lat[name], dict))
@@ -487,15 +492,12 @@ def figures(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
             pairs=len(sat["runs"]),
         ),
         "guard_cost_us_per_request": figure(
-            sat["guard_cost_us_median"],
-            "µs of server CPU per request (1/rps_guarded - 1/rps_unguarded)",
+            guard_cost,
+            "µs of server CPU per request, GET /api/v1/services guarded - unguarded, app called in-process",
             "<= 150",
-            sat["guard_cost_us_median"] <= 150,
-        ),
-        "guard_cpu_us_in_process": figure(
-            sq["in_process"]["guard_cost_us"],
-            "µs of CPU per request, app called in-process (no HTTP server), catalog route guarded - unguarded",
-            trivial_route_us=sq["in_process"]["guard_cost_on_trivial_route_us"],
+            guard_cost <= 150,
+            trivial_route_us=inproc["guard_cost_on_trivial_route_us"],
+            wrk_pairs_estimate_us=sat["guard_cost_us_median"],
         ),
         "guarded_rps_1_process": figure(sat["guarded_rps_median"], "req/s"),
         "unguarded_rps_1_process": figure(sat["unguarded_rps_median"], "req/s"),
