@@ -365,6 +365,11 @@ def sqlite_leg(bench: Bench, plan: Plan, results: dict[str, Any]) -> None:
                 **merged.summary(),
                 "slices": len(results_),
                 "cpu0_used_by_others_pct": round(statistics.mean(others[side]), 1),
+                # Per slice, in order: whether a tail comes from one stall or from every slice.
+                "slice_p99_and_max_ms": [
+                    [part.summary()["latency_ms"].get("p99"), part.summary()["latency_ms"].get("max")]
+                    for part in results_
+                ],
             }
             log(
                 f"  {name}: p50 {latency[name]['latency_ms'].get('p50')} p99 "
