@@ -146,6 +146,6 @@ if __name__ == "__main__":
         }
     )
     key_list = Path(keys_file).read_text().split()
-    requests = int(os.environ.get("INPROC_REQUESTS", "3000"))
+    requests = int(os.environ.get("INPROC_REQUESTS", "2000"))
     rounds = int(os.environ.get("INPROC_ROUNDS", "5"))
     print(json.dumps(uvloop.run(main(key_list, requests, rounds)), indent=2))
