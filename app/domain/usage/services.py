@@ -83,16 +83,6 @@ class _FoldSql:
     touch_order: tuple[str, ...]
 
 
-_FOLD_SQL: dict[tuple[str, str], _FoldSql] = {}
-
-
-def _fold_sql(dialect: Dialect) -> _FoldSql:
-    key = (dialect.name, dialect.driver)
-    if key not in _FOLD_SQL:
-        _FOLD_SQL[key] = _compile_fold_sql(dialect)
-    return _FOLD_SQL[key]
-
-
 def _compile_fold_sql(dialect: Dialect) -> _FoldSql:
     keys = cast(Table, ApiKey.__table__)
     insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
@@ -180,8 +170,7 @@ async def fold_batches(
     driver-ready tuples, so no SQL is built and no value passes through SQLAlchemy's type machinery per row.
     """
     connection = await session.connection()
-    sql = _fold_sql(connection.dialect)
-    values = _driver_values(connection.dialect)
+    sql, values = _for_dialect(connection.dialect)
     folded_at = values.second(int(now.timestamp()))
     claimed: set[str] = set()
     for batch_id, _ in batches:
@@ -214,14 +203,15 @@ async def fold_batches(
     return claimed
 
 
-_DRIVER_VALUES: dict[tuple[str, str], _DriverValues] = {}
+_PER_DIALECT: dict[tuple[str, str], tuple[_FoldSql, _DriverValues]] = {}
 
 
-def _driver_values(dialect: Dialect) -> _DriverValues:
+def _for_dialect(dialect: Dialect) -> tuple[_FoldSql, _DriverValues]:
+    """The compiled statements and the value cache of a dialect (and driver), made on first use."""
     key = (dialect.name, dialect.driver)
-    if key not in _DRIVER_VALUES:
-        _DRIVER_VALUES[key] = _DriverValues(dialect)
-    return _DRIVER_VALUES[key]
+    if key not in _PER_DIALECT:
+        _PER_DIALECT[key] = (_compile_fold_sql(dialect), _DriverValues(dialect))
+    return _PER_DIALECT[key]
 
 
 class UsageFolder:
