@@ -20,7 +20,7 @@ from app.workers.queue import SweepSafeRedisQueue
 
 QUEUE_NAME = "default"
 # Usage batches taken at once: those waiting while one is folded are folded together (see UsageFolder).
-WORKER_CONCURRENCY = 16
+WORKER_CONCURRENCY = 32
 # Jobs of a dead worker go back to the queue within seconds, not SAQ's default minute.
 SWEEP_INTERVAL_S = 5
 
