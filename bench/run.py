@@ -475,7 +475,7 @@ def figures(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
     sq = results["sqlite"]
     sat = sq["saturation_1_process"]
     # The guard's CPU per request, from the in-process measurement on the trivial route: on this box the
-    # catalog route costs 2-3 ms of CPU and varies by more than the guard from one round to the next, so
+    # catalog route costs milliseconds of CPU and varies by more than the guard from one round to the next, so
     # the catalog-route estimates (wrk pairs and in-process) are recorded but cannot resolve the guard.
     inproc = sq["in_process"]
     guard_cost = inproc["guard_cost_on_trivial_route_us"]
