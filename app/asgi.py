@@ -63,7 +63,9 @@ def create_app(
     alchemy = create_alchemy_config(settings)
     redis = create_redis(settings.redis_url)
     session_auth = build_session_auth(settings, alchemy)
-    recorder = usage_recorder or UsageRecorder(create_queue(redis))
+    recorder = usage_recorder or UsageRecorder(
+        create_queue(redis), queued_ttl_s=settings.usage_retention_days * 24 * 3600
+    )
     # The rate limiter's own connection: one round trip per API request, on the cheapest path there is.
     limiter_redis = RedisPipe(settings.redis_url)
 

@@ -22,11 +22,11 @@ from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
 from app.domain.usage.jobs import fold_usage
 from app.domain.usage.models import usage_counts
-from app.domain.usage.recorder import UsageRecorder
+from app.domain.usage.recorder import JOB_OPTIONS, UsageRecorder
 from app.domain.usage.services import prune_usage
 from app.redis_client import create_redis
 from app.settings import Settings
-from app.workers import job_context
+from app.workers import create_queue, job_context
 from tests.api_helpers import bearer, make_key, wait_for_a_fresh_window
 from tests.conftest import Staff, alchemy_of, csrf_token, sign_in
 from tests.usage_helpers import counted_requests, eventually, running_worker
@@ -344,3 +344,42 @@ async def test_a_failed_group_fails_every_job_in_it_and_their_retries_count_once
     retried = await fold_usage(ctx, batch_id="good", events=good)  # type: ignore[arg-type]
     assert retried["folded"] is True
     assert await counted_requests(app, key_id=key_id) == 6
+
+
+async def test_a_queued_batch_expires_after_the_retention_period_and_is_skipped(
+    app: Litestar, settings: Settings, studio: Staff
+) -> None:
+    key_id = (await key_row(app, await make_key(app, studio))).id
+    queue = create_queue(create_redis(settings.redis_url, socket_timeout=None))
+    recorder = UsageRecorder(queue, queued_ttl_s=1)  # the app uses USAGE_RETENTION_DAYS
+    recorder.record(key_id, datetime.now(UTC).timestamp(), "GET", "/r", 200, 1)
+    await recorder.flush()
+    [job_id] = [name async for name in queue.redis.scan_iter(match=queue.job_id("*"))]
+    assert 0 < await queue.redis.ttl(job_id) <= 1
+    await asyncio.sleep(1.5)
+    assert await queue.redis.exists(job_id) == 0 and await queue.count("queued") == 1
+    async with running_worker(settings):  # takes the expired id, finds no job, and sweeps it away
+        await eventually(lambda: _queue_empty(queue))
+    assert await counted_requests(app, key_id=key_id) == 0
+    await queue.disconnect()
+
+
+async def test_a_batch_taken_by_the_worker_no_longer_carries_the_queued_expiry(
+    app: Litestar, settings: Settings, studio: Staff
+) -> None:
+    key_id = (await key_row(app, await make_key(app, studio))).id
+    queue = create_queue(create_redis(settings.redis_url, socket_timeout=None))
+    recorder = UsageRecorder(queue, queued_ttl_s=90 * 24 * 3600)
+    recorder.record(key_id, datetime.now(UTC).timestamp(), "GET", "/r", 200, 1)
+    await recorder.flush()
+    [job_id] = [name async for name in queue.redis.scan_iter(match=queue.job_id("*"))]
+    assert await queue.redis.ttl(job_id) > 600
+    async with running_worker(settings):
+        await eventually(lambda: _total_is(app, key_id, 1))
+        await eventually(lambda: _job_done(queue, job_id.decode().rsplit(":", 1)[1]))
+    assert 0 < await queue.redis.ttl(job_id) <= JOB_OPTIONS["ttl"]  # SAQ's own expiry of a finished job
+    await queue.disconnect()
+
+
+async def _queue_empty(queue: RedisQueue) -> bool:
+    return await queue.count("queued") + await queue.count("active") == 0
