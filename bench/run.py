@@ -268,19 +268,10 @@ def _timed(name: str, step: Callable[[], Any]) -> Any:
     return value
 
 
-def micro(database_url: str, redis_url: str, keys_file: Path) -> dict[str, Any]:
+def _pinned_module(module: str, *args: str) -> dict[str, Any]:
+    """`python -m module args...` pinned to CPU0, the server's core; it prints one JSON object."""
     completed = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            "0",
-            str(BIN / "python"),
-            "-m",
-            "bench.micro",
-            database_url,
-            redis_url,
-            str(keys_file),
-        ],
+        ["taskset", "-c", "0", str(BIN / "python"), "-m", module, *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -288,20 +279,16 @@ def micro(database_url: str, redis_url: str, keys_file: Path) -> dict[str, Any]:
     )
     result: dict[str, Any] = json.loads(completed.stdout)
     return result
+
+
+def micro(database_url: str, redis_url: str, keys_file: Path) -> dict[str, Any]:
+    """bench.micro: the guard's two I/O operations, timed alone."""
+    return _pinned_module("bench.micro", database_url, redis_url, str(keys_file))
 
 
 def in_process(database_url: str, redis_url: str, keys_file: Path, organization_id: object) -> dict[str, Any]:
-    """bench.inproc, pinned to CPU0: the guard's CPU per request with no HTTP server around the app."""
-    command = [str(BIN / "python"), "-m", "bench.inproc", database_url, redis_url, str(keys_file)]
-    completed = subprocess.run(
-        ["taskset", "-c", "0", *command, str(organization_id)],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(completed.stdout)
-    return result
+    """bench.inproc: the guard's CPU per request with no HTTP server around the app."""
+    return _pinned_module("bench.inproc", database_url, redis_url, str(keys_file), str(organization_id))
 
 
 def physical_limit(bare: dict[str, Any], guard_cost_us: float) -> dict[str, Any]:
