@@ -7,6 +7,7 @@ import logging
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis as redis_sync
@@ -22,7 +23,7 @@ from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
 from app.domain.usage.jobs import fold_usage
 from app.domain.usage.models import usage_counts
-from app.domain.usage.recorder import JOB_OPTIONS, UsageRecorder
+from app.domain.usage.recorder import BATCH_SIZE, JOB_OPTIONS, UsageRecorder
 from app.domain.usage.services import prune_usage
 from app.redis_client import create_redis
 from app.settings import Settings
@@ -383,3 +384,32 @@ async def test_a_batch_taken_by_the_worker_no_longer_carries_the_queued_expiry(
 
 async def _queue_empty(queue: RedisQueue) -> bool:
     return await queue.count("queued") + await queue.count("active") == 0
+
+
+class _QueueWithTraffic(RedisQueue):
+    """A real queue on which requests keep finishing while a batch is being enqueued."""
+
+    recorder: UsageRecorder
+    arrivals_left = 3
+
+    async def enqueue(self, job_or_func: Any, **kwargs: Any) -> Any:
+        if self.arrivals_left:
+            self.arrivals_left -= 1
+            self.recorder.record(uuid.uuid4(), 0.0, "GET", "/r", 200, 1)
+        return await super().enqueue(job_or_func, **kwargs)
+
+
+async def test_events_recorded_during_a_flush_wait_for_the_next_batch(redis_url: str) -> None:
+    client = create_redis(redis_url, socket_timeout=None)
+    queue = _QueueWithTraffic(client, name=f"traffic-{uuid.uuid4().hex}")
+    recorder = queue.recorder = UsageRecorder(queue)
+    for _ in range(BATCH_SIZE * 2 + 3):
+        recorder.record(uuid.uuid4(), 0.0, "GET", "/r", 200, 1)
+    await recorder.flush()
+    # What was buffered when the flush began, in full batches and the rest; not a job per late arrival.
+    assert await queue.count("queued") == 3
+    assert recorder.stats.enqueued_events == BATCH_SIZE * 2 + 3
+    assert recorder.pending == 3
+    await recorder.flush()
+    assert await queue.count("queued") == 4 and recorder.pending == 0
+    await client.aclose()

@@ -96,9 +96,17 @@ class UsageRecorder:
             await self.flush()
 
     async def flush(self) -> None:
-        while self._buffer or self._outgoing:
+        """Hand over what is buffered now, in batches of at most BATCH_SIZE events. Events recorded while
+        it runs wait for the next full batch or the next tick: draining them too would keep a busy process
+        enqueueing a batch of a few events per round trip (a job and a Redis write each, for every handful
+        of requests)."""
+        waiting = len(self._buffer)
+        while waiting or self._outgoing:
             if self._outgoing is None:
-                count = min(BATCH_SIZE, len(self._buffer))
+                count = min(BATCH_SIZE, waiting, len(self._buffer))
+                waiting = 0 if count == 0 else waiting - count
+                if count == 0:
+                    return
                 self._outgoing = (str(uuid.uuid4()), [self._buffer.popleft() for _ in range(count)])
             batch_id, events = self._outgoing
             try:
