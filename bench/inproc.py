@@ -2,7 +2,8 @@
 
 `python -m bench.inproc DATABASE_URL REDIS_URL KEYS_FILE ORG_ID` (pinned to one core by the caller). Prints
 JSON: CPU µs per request (this process's user + system time, aiosqlite's threads included) for each route,
-32 requests in flight as wrk's 32 connections, routes interleaved in rounds. What wrk measures over loopback
+32 requests in flight as wrk's 32 connections, routes interleaved in rounds; and, for the trivial routes, the
+wall time of one request at a time (the latency the guard adds to a lone call, its two round trips included). What wrk measures over loopback
 adds uvicorn's HTTP parsing and the sockets to both sides alike; this is the part that differs.
 """
 
@@ -112,6 +113,15 @@ async def measure(app: Litestar, path: str, keys: list[str], requests: int, in_f
     return used / requests * 1e6
 
 
+async def latency(app: Litestar, path: str, keys: list[str], requests: int) -> float:
+    """Wall time per request with one request at a time: what one caller waits, I/O included."""
+    started = time.perf_counter()
+    for n in range(requests):
+        if (status := await call(app, path, keys[n % len(keys)])) != 200:
+            raise RuntimeError(f"{path}: {status}")
+    return (time.perf_counter() - started) / requests * 1e6
+
+
 async def main(keys: list[str], requests: int, rounds: int) -> dict[str, Any]:
     app = create_bench_app()
     async with Lifespan(app):
@@ -122,14 +132,26 @@ async def main(keys: list[str], requests: int, rounds: int) -> dict[str, Any]:
             order = list(ROUTES.items()) if n % 2 == 0 else list(reversed(ROUTES.items()))
             for name, path in order:
                 results[name].append(await measure(app, path, keys, requests, 32))
+        # One request at a time, the trivial routes only: the latency the guard adds to a single call.
+        sequential: dict[str, list[float]] = {"ping_guarded": [], "ping_unguarded": []}
+        for n in range(rounds):
+            names = list(sequential) if n % 2 == 0 else list(reversed(sequential))
+            for name in names:
+                sequential[name].append(await latency(app, ROUTES[name], keys, requests // 2))
     median: Callable[[list[float]], float] = lambda values: round(statistics.median(values), 1)  # noqa: E731
     summary = {name: median(values) for name, values in results.items()}
+    one_at_a_time = {name: median(values) for name, values in sequential.items()}
     return {
         "cpu_us_per_request": summary,
         "guard_cost_us": round(summary["guarded"] - summary["unguarded"], 1),
         "guard_cost_on_trivial_route_us": round(summary["ping_guarded"] - summary["ping_unguarded"], 1),
         "rounds": {name: [round(v, 1) for v in values] for name, values in results.items()},
         "requests_per_round": requests,
+        "wall_us_per_request_1_in_flight": one_at_a_time,
+        "guard_latency_on_trivial_route_us": round(
+            one_at_a_time["ping_guarded"] - one_at_a_time["ping_unguarded"], 1
+        ),
+        "rounds_1_in_flight": {name: [round(v, 1) for v in values] for name, values in sequential.items()},
     }
 
 
