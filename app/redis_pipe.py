@@ -71,9 +71,14 @@ class _Protocol(asyncio.Protocol):
     def send(self, payload: bytes, replies: int) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        idle = not self.pending
         self.pending.append([future, replies, time.monotonic()])
-        # Writes of one turn of the event loop go out together: one system call, one reply read, for all
-        # the requests that reached their rate limit check meanwhile.
+        if idle and self.transport is not None and not self.transport.is_closing():
+            # Nobody waits for a reply: a lone request is written at once, and its round trip starts now.
+            self.transport.write(payload)
+            return future
+        # Under load, the writes of one turn of the event loop go out together: one system call, one reply
+        # read, for all the requests that reached their rate limit check meanwhile.
         if not self._outgoing:
             loop.call_soon(self._flush)
         self._outgoing.append(payload)
@@ -98,10 +103,18 @@ class RedisPipe:
     async def request(self, payload: bytes, replies: int) -> Any:
         """Write `payload` (commands encoded with encode_command) and return the last of its `replies`
         replies. Error replies are returned as hiredis.ReplyError instances, not raised."""
+        reply = self.send_now(payload, replies)
+        if reply is None:
+            reply = (await self._connect()).send(payload, replies)
+        return await reply
+
+    def send_now(self, payload: bytes, replies: int) -> asyncio.Future[Any] | None:
+        """`request` without waiting: the future of the reply, or None when not connected (then call
+        `request`, which connects). The caller awaits the future, or cancels it if it no longer cares."""
         protocol = self._protocol
         if protocol is None or protocol.transport is None or protocol.transport.is_closing():
-            protocol = await self._connect()
-        return await protocol.send(payload, replies)
+            return None
+        return protocol.send(payload, replies)
 
     async def _connect(self) -> _Protocol:
         if self._connecting is None:

@@ -1,7 +1,9 @@
 """The guard in front of every /api/v1 route: CORS, the key, its origins, its rate limit and the route's scope.
 
-One code path, in the order the help page's promises depend on. Its cost is one indexed lookup by key
-hash and one Redis round trip; everything else is in-process.
+The checks come in the order the help page's promises depend on: key (401), origin (403), rate limit (429),
+scope (403). Their cost is one indexed lookup by key hash and one Redis round trip; everything else is
+in-process. For reads (GET, HEAD) the handler runs while the rate-limit round trip is on its way, and its
+response is sent, or replaced by the 429, once the count is back; writes wait for the count first.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ EXPOSED_HEADERS = (
     "Retry-After, Location, X-Request-Id, Idempotent-Replayed"
 )
 PREFLIGHT_MAX_AGE = "600"
+# Requests that change nothing: their handler may run while the rate-limit round trip is on its way.
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _UNAUTHORIZED = (b"www-authenticate", b'Bearer realm="api"')
 
@@ -185,30 +189,82 @@ class ApiGuardMiddleware(ASGIMiddleware):
             await _problem(send, request_id, 403, "origin_not_allowed", detail, headers)
             return
 
-        decision = await self.limiter.hit(client.key_id, limit)
+        pending = self.limiter.start(client.key_id, limit)
+        required = _required_scope(scope)
+        if scope.get("method") not in _SAFE_METHODS or self.limiter.known_refused(client.key_id):
+            # A write, or a key already over its limit: decided before the handler does anything.
+            decision = await self.limiter.decision(pending)
+            go_on = await self._refuse_if_needed(
+                send, request_id, client, required, decision, response_headers
+            )
+            if go_on is None:
+                return
+            scope["auth"] = client
+            await next_app(scope, receive, _with_headers(send, go_on))
+            return
+        if required not in client.scopes:
+            decision = await self.limiter.decision(pending)
+            await self._refuse_if_needed(send, request_id, client, required, decision, response_headers)
+            return
+
+        # A read: the handler runs while the rate-limit round trip is on its way, and its response waits
+        # for the decision. If the key turns out to be over its limit, the response is replaced by the 429
+        # (a read changes nothing), and this process decides the key's next requests first.
+        scope["auth"] = client
+        refused = False
+
+        async def send_when_decided(message: Message) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start":
+                decision = await self.limiter.decision(pending)
+                headers = await self._refuse_if_needed(
+                    send, request_id, client, required, decision, response_headers
+                )
+                if headers is None:
+                    refused = True
+                    return
+                message["headers"] = [*message.get("headers", []), *headers]
+            elif refused:
+                return
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_when_decided)
+        finally:
+            self.limiter.abandon(pending)  # in case the request ended without its decision (cancelled)
+
+    @staticmethod
+    async def _refuse_if_needed(
+        send: Send,
+        request_id: str,
+        client: ApiClient,
+        required: str | None,
+        decision: RateLimitDecision | None,
+        response_headers: Headers,
+    ) -> Headers | None:
+        """Sends the 429 or the missing-scope 403 and returns None; or the headers for the handler's
+        response when the request may go on."""
+        limit = client.rate_limit_per_minute
         response_headers = [*response_headers, *rate_limit_headers(limit, decision)]
         if decision is not None and not decision.allowed:
             detail = f"This API key allows {limit} requests per minute. Retry in {decision.reset_seconds} s."
             headers = [*response_headers, _header("Retry-After", str(decision.reset_seconds))]
             await _problem(send, request_id, 429, "rate_limited", detail, headers)
-            return
-
-        required = _required_scope(scope)
+            return None
         if required not in client.scopes:
             detail = f"This API key lacks the {required!r} scope this endpoint requires."
             await _problem(send, request_id, 403, "insufficient_scope", detail, response_headers)
-            return
+            return None
+        return response_headers
 
-        # The caller, as `request.auth` in handlers (ApiRequest). Not a dependency: Litestar resolves a
-        # handler's independent dependencies in an anyio task group, ~100 µs per request with two of them.
-        scope["auth"] = client
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *response_headers]
-            await send(message)
+def _with_headers(send: Send, headers: Headers) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *headers]
+        await send(message)
 
-        await next_app(scope, receive, send_with_headers)
+    return send_with_headers
 
 
 async def _problem(

@@ -200,6 +200,37 @@ async def test_burst_of_20_with_a_limit_of_5_lets_exactly_5_through(
     assert remaining == [0, 1, 2, 3, 4]
 
 
+def _other_than_key_lookups(statements: list[str]) -> list[str]:
+    """With statement listeners attached, the key lookup runs in a short transaction of its own."""
+    return [s for s in statements if "FROM api_keys" not in s and s not in ("BEGIN", "COMMIT", "ROLLBACK")]
+
+
+async def test_once_a_key_is_refused_its_next_reads_are_refused_before_any_query(
+    client: Client, app: Litestar, studio: Staff
+) -> None:
+    key = await make_key(app, studio, rate_limit=1)
+    wait_for_a_fresh_window()
+    statements: list[str] = []
+    engine = app_engine(app).sync_engine
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert (await client.get(SERVICES, headers=bearer(key))).status_code == 200
+        assert _other_than_key_lookups(statements), "the catalog query is seen"
+        assert_problem(await client.get(SERVICES, headers=bearer(key)), 429, "rate_limited")
+        statements.clear()
+        for _ in range(3):
+            assert_problem(await client.get(SERVICES, headers=bearer(key)), 429, "rate_limited")
+        # Only the key lookups: a flood past the limit costs the guard's work, not the handler's.
+        assert len([s for s in statements if "FROM api_keys" in s]) == 3
+        assert _other_than_key_lookups(statements) == []
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
 async def test_rate_limit_headers_on_every_guarded_response(
     client: Client, app: Litestar, studio: Staff
 ) -> None:

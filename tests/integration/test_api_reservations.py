@@ -18,7 +18,15 @@ from app.domain.api_keys.models import ApiKey
 from app.domain.booking import idempotency
 from app.domain.booking.models import IdempotencyRecord, Reservation, Service
 from app.domain.booking.schemas import ReservationIn
-from tests.api_helpers import add_services, assert_problem, bearer, key_id_of, make_key, service_row
+from tests.api_helpers import (
+    add_services,
+    assert_problem,
+    bearer,
+    key_id_of,
+    make_key,
+    service_row,
+    wait_for_a_fresh_window,
+)
 from tests.booking_helpers import (
     add_closure,
     add_opening_hours,
@@ -459,3 +467,17 @@ async def test_openapi_documents_availability_and_reservations(client: Client) -
     assert create["tags"] == ["Reservations"] and {"201", "400", "409", "422"} <= set(create["responses"])
     assert [parameter["name"] for parameter in create["parameters"]] == ["Idempotency-Key"]
     assert {tag["name"] for tag in schema["tags"]} >= {"Availability", "Reservations"}
+
+
+async def test_a_booking_over_the_rate_limit_is_refused_and_books_nothing(
+    client: Client, app: Litestar, studio: Staff
+) -> None:
+    service = await open_studio(app, studio)
+    key = await make_key(app, studio, rate_limit=1)
+    wait_for_a_fresh_window()
+    first = await post(client, key, booking(service, local(days_ahead(2), "10:30")), "first")
+    assert first.status_code == 201, first.text
+    refused = await post(client, key, booking(service, local(days_ahead(2), "11:30")), "second")
+    assert_problem(refused, 429, "rate_limited")
+    assert await reservation_count(app) == 1
+    assert len(await idempotency_records(app)) == 1

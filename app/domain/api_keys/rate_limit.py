@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
@@ -55,6 +57,22 @@ def _transaction(key: str) -> bytes:
     ).encode()
 
 
+# Keys remembered as over their limit in the current window, per process (see RateLimiter.known_refused).
+_REFUSED_MEMO_LIMIT = 100_000
+
+
+@dataclass(slots=True)
+class PendingHit:
+    """One request's rate-limit transaction, sent as soon as the key is known; decided when awaited."""
+
+    key_id: uuid.UUID
+    limit: int
+    now: float
+    payload: bytes
+    reply: asyncio.Future[Any] | None  # None: not sent (Redis skipped after a failure, or not connected)
+    skipped: bool = False
+
+
 class RateLimiter:
     """Counts requests per key and window. Fails open: when Redis is unreachable the API keeps serving."""
 
@@ -62,26 +80,64 @@ class RateLimiter:
         self._redis = redis
         self._skip_until = 0.0
         self._last_warning = 0.0
+        self._refused: set[uuid.UUID] = set()
+        self._refused_window = 0
 
-    async def hit(self, key_id: uuid.UUID, limit: int) -> RateLimitDecision | None:
-        """Count one request; None when the count is unknown because Redis is unreachable."""
+    def start(self, key_id: uuid.UUID, limit: int) -> PendingHit:
+        """Count one request: the transaction is written now, its outcome is `await decision(pending)`."""
         now = time.time()
         if now < self._skip_until:
+            return PendingHit(key_id, limit, now, b"", None, skipped=True)
+        payload = _transaction(counter_key(key_id, now))
+        return PendingHit(key_id, limit, now, payload, self._redis.send_now(payload, replies=4))
+
+    async def decision(self, pending: PendingHit) -> RateLimitDecision | None:
+        """The decision for a started hit; None when the count is unknown because Redis is unreachable."""
+        if pending.skipped:
             return None
-        key = counter_key(key_id, now)
         try:
-            count = await self._incr_with_expiry(key)
+            if pending.reply is None:  # not connected when it started: connect, and send it now
+                replies = await self._redis.request(pending.payload, replies=4)
+            else:
+                replies = await pending.reply
+            # +OK, +QUEUED, +QUEUED, then EXEC's reply: [count, expire-result]
+            if not isinstance(replies, list) or isinstance(replies[0], Exception):
+                raise ResponseError(f"unexpected reply to the rate-limit transaction: {replies!r}")
         except (RedisError, OSError) as exc:  # RedisUnavailable is a ConnectionError, an OSError
-            self._skip_until = now + RETRY_AFTER_FAILURE_S
-            if now - self._last_warning >= WARNING_INTERVAL_S:
-                self._last_warning = now
+            self._skip_until = pending.now + RETRY_AFTER_FAILURE_S
+            if pending.now - self._last_warning >= WARNING_INTERVAL_S:
+                self._last_warning = pending.now
                 logger.warning("rate limiting is failing open: Redis is unreachable (%s)", exc)
             return None
-        return decide(int(count), limit, now)
+        decision = decide(int(replies[0]), pending.limit, pending.now)
+        if not decision.allowed:
+            self._remember_refused(pending.key_id, pending.now)
+        return decision
 
-    async def _incr_with_expiry(self, key: str) -> int:
-        """INCR and its expiry in one MULTI/EXEC: one round trip, and no counter lives forever."""
-        replies = await self._redis.request(_transaction(key), replies=4)  # +OK, +QUEUED, +QUEUED, EXEC
-        if not isinstance(replies, list) or isinstance(replies[0], Exception):
-            raise ResponseError(f"unexpected reply to the rate-limit transaction: {replies!r}")
-        return int(replies[0])
+    async def hit(self, key_id: uuid.UUID, limit: int) -> RateLimitDecision | None:
+        """Count one request and wait for the decision."""
+        return await self.decision(self.start(key_id, limit))
+
+    @staticmethod
+    def abandon(pending: PendingHit) -> None:
+        """A request that ended without awaiting its decision (cancelled) drops the reply, or marks its
+        failure as seen; harmless after `decision`."""
+        reply = pending.reply
+        if reply is None:
+            return
+        if not reply.done():
+            reply.cancel()
+        elif not reply.cancelled():
+            reply.exception()
+
+    def known_refused(self, key_id: uuid.UUID) -> bool:
+        """Whether this process has refused the key in the current window already: its next requests are
+        then decided before any work is done for them."""
+        return key_id in self._refused and self._refused_window == window_start(time.time())
+
+    def _remember_refused(self, key_id: uuid.UUID, now: float) -> None:
+        window = window_start(now)
+        if window != self._refused_window:
+            self._refused, self._refused_window = set(), window
+        if len(self._refused) < _REFUSED_MEMO_LIMIT:
+            self._refused.add(key_id)
