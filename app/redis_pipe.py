@@ -68,16 +68,16 @@ class _Protocol(asyncio.Protocol):
             if not future.done():
                 future.set_exception(error)
 
-    def send(self, payload: bytes, replies: int) -> asyncio.Future[Any]:
+    def send(self, payload: bytes, replies: int, at_once: bool = False) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         idle = not self.pending
         self.pending.append([future, replies, time.monotonic()])
-        if idle and self.transport is not None and not self.transport.is_closing():
-            # Nobody waits for a reply: a lone request is written at once, and its round trip starts now.
+        if at_once and idle and self.transport is not None and not self.transport.is_closing():
+            # A lone caller on an idle connection: its round trip starts now, not at the next loop turn.
             self.transport.write(payload)
             return future
-        # Under load, the writes of one turn of the event loop go out together: one system call, one reply
+        # Otherwise the writes of one turn of the event loop go out together: one system call, one reply
         # read, for all the requests that reached their rate limit check meanwhile.
         if not self._outgoing:
             loop.call_soon(self._flush)
@@ -108,13 +108,15 @@ class RedisPipe:
             reply = (await self._connect()).send(payload, replies)
         return await reply
 
-    def send_now(self, payload: bytes, replies: int) -> asyncio.Future[Any] | None:
+    def send_now(self, payload: bytes, replies: int, at_once: bool = False) -> asyncio.Future[Any] | None:
         """`request` without waiting: the future of the reply, or None when not connected (then call
-        `request`, which connects). The caller awaits the future, or cancels it if it no longer cares."""
+        `request`, which connects). The caller awaits the future, or cancels it if it no longer cares.
+        `at_once`: the caller is alone (no other request in progress), so there is nothing to coalesce
+        its write with; it goes out now if no other reply is awaited."""
         protocol = self._protocol
         if protocol is None or protocol.transport is None or protocol.transport.is_closing():
             return None
-        return protocol.send(payload, replies)
+        return protocol.send(payload, replies, at_once)
 
     async def _connect(self) -> _Protocol:
         if self._connecting is None:

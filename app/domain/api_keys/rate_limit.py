@@ -72,6 +72,11 @@ class PendingHit:
     reply: asyncio.Future[Any] | None  # None: not sent (Redis skipped after a failure, or not connected)
     skipped: bool = False
 
+    @property
+    def ready(self) -> bool:
+        """Whether its decision can be had without waiting."""
+        return self.skipped or (self.reply is not None and self.reply.done())
+
 
 class RateLimiter:
     """Counts requests per key and window. Fails open: when Redis is unreachable the API keeps serving."""
@@ -83,13 +88,14 @@ class RateLimiter:
         self._refused: set[uuid.UUID] = set()
         self._refused_window = 0
 
-    def start(self, key_id: uuid.UUID, limit: int) -> PendingHit:
-        """Count one request: the transaction is written now, its outcome is `await decision(pending)`."""
+    def start(self, key_id: uuid.UUID, limit: int, alone: bool = False) -> PendingHit:
+        """Count one request: the transaction is sent, its outcome is `await decision(pending)`. `alone`:
+        no other request is in progress in this process, so it is written at once (see RedisPipe)."""
         now = time.time()
         if now < self._skip_until:
             return PendingHit(key_id, limit, now, b"", None, skipped=True)
         payload = _transaction(counter_key(key_id, now))
-        return PendingHit(key_id, limit, now, payload, self._redis.send_now(payload, replies=4))
+        return PendingHit(key_id, limit, now, payload, self._redis.send_now(payload, 4, at_once=alone))
 
     async def decision(self, pending: PendingHit) -> RateLimitDecision | None:
         """The decision for a started hit; None when the count is unknown because Redis is unreachable."""
