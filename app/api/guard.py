@@ -208,6 +208,8 @@ class ApiGuardMiddleware(ASGIMiddleware):
             )
             if allowed_with is None:
                 return
+            # The caller, as `request.auth` in handlers (ApiRequest). Not a dependency: Litestar resolves a
+            # handler's independent dependencies in an anyio task group, ~100 µs per request with two of them.
             scope["auth"] = client
             await next_app(scope, receive, _with_headers(send, allowed_with))
             return

@@ -104,9 +104,9 @@ class UsageRecorder:
         while waiting or self._outgoing:
             if self._outgoing is None:
                 count = min(BATCH_SIZE, waiting, len(self._buffer))
-                waiting = 0 if count == 0 else waiting - count
                 if count == 0:
                     return
+                waiting -= count
                 self._outgoing = (str(uuid.uuid4()), [self._buffer.popleft() for _ in range(count)])
             batch_id, events = self._outgoing
             try:
