@@ -293,30 +293,28 @@ def in_process(database_url: str, redis_url: str, keys_file: Path, organization_
     return _pinned_module("bench.inproc", database_url, redis_url, str(keys_file), str(organization_id))
 
 
-def physical_limit(bare: dict[str, Any], guard_cost_us: float) -> dict[str, Any]:
-    """The cheapest measured CPU cost of each of the two operations, summed, against the guard's CPU cost."""
-    lookup = min(bare[name]["cpu_us"] for name in bare if name.startswith("lookup"))
-    redis = min(bare[name]["cpu_us"] for name in bare if name.startswith("redis"))
-    return {
-        "lookup_cpu_us": lookup,
-        "redis_multi_cpu_us": redis,
-        "sum_us": round(lookup + redis, 2),
-        "guard_cost_us": guard_cost_us,
-        "ratio": round(guard_cost_us / (lookup + redis), 4),
-    }
+def limit_ratio(bare: dict[str, Any], guard_us: float, one_at_a_time: bool) -> dict[str, Any]:
+    """The cheapest measured cost of each of the two operations, summed, against the guard's: CPU with any
+    concurrency (bare operations ÷ the guard's CPU per request), or wall time one at a time (÷ the wall time
+    the guard adds to a lone request)."""
+    unit = "wall_us" if one_at_a_time else "cpu_us"
 
+    def cheapest(prefix: str) -> float:
+        return float(
+            min(
+                bare[name][unit]
+                for name in bare
+                if name.startswith(prefix) and (not one_at_a_time or "sequential" in name)
+            )
+        )
 
-def latency_limit(bare: dict[str, Any], guard_latency_us: float) -> dict[str, Any]:
-    """The same with one operation, or one request, at a time: the cheapest wall time of each operation
-    alone, summed, against the wall time the guard adds to a lone request."""
-    lookup = min(bare[name]["wall_us"] for name in bare if name.startswith("lookup_sequential"))
-    redis = min(bare[name]["wall_us"] for name in bare if name.startswith("redis") and "sequential" in name)
+    lookup, redis = cheapest("lookup"), cheapest("redis")
     return {
-        "lookup_wall_us": lookup,
-        "redis_multi_wall_us": redis,
+        f"lookup_{unit}": lookup,
+        f"redis_multi_{unit}": redis,
         "sum_us": round(lookup + redis, 2),
-        "guard_latency_us": guard_latency_us,
-        "ratio": round(guard_latency_us / (lookup + redis), 4),
+        "guard_latency_us" if one_at_a_time else "guard_cost_us": guard_us,
+        "ratio": round(guard_us / (lookup + redis), 4),
     }
 
 
@@ -456,8 +454,10 @@ def guard_only(bench: Bench) -> dict[str, Any]:
     return {
         "bare_operations": bare,
         "in_process": inproc,
-        "cpu_32_in_flight": physical_limit(bare, inproc["guard_cost_on_trivial_route_us"]),
-        "latency_1_in_flight": latency_limit(bare, inproc["guard_latency_on_trivial_route_us"]),
+        "cpu_32_in_flight": limit_ratio(bare, inproc["guard_cost_on_trivial_route_us"], one_at_a_time=False),
+        "latency_1_in_flight": limit_ratio(
+            bare, inproc["guard_latency_on_trivial_route_us"], one_at_a_time=True
+        ),
     }
 
 
@@ -515,8 +515,8 @@ def figures(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
     # the catalog-route estimates (wrk pairs and in-process) are recorded but cannot resolve the guard.
     inproc = sq["in_process"]
     guard_cost = inproc["guard_cost_on_trivial_route_us"]
-    limit = physical_limit(sq["bare_operations"], guard_cost)
-    lone = latency_limit(sq["bare_operations"], inproc["guard_latency_on_trivial_route_us"])
+    limit = limit_ratio(sq["bare_operations"], guard_cost, one_at_a_time=False)
+    lone = limit_ratio(sq["bare_operations"], inproc["guard_latency_on_trivial_route_us"], one_at_a_time=True)
     lat = sq["open_loop"]
     p99_delta = lat["guarded_50pct"]["latency_ms"]["p99"] - lat["unguarded_50pct"]["latency_ms"]["p99"]
     open_loop_errors = sum(lat[name]["errors"] for name in lat if isinstance(lat[name], dict))
