@@ -63,8 +63,9 @@ def create_app(
     alchemy = create_alchemy_config(settings)
     redis = create_redis(settings.redis_url)
     session_auth = build_session_auth(settings, alchemy)
+    # A usage batch that no worker took within the retention period holds nothing the usage pages would show.
     recorder = usage_recorder or UsageRecorder(
-        create_queue(redis), queued_ttl_s=settings.usage_retention_days * 24 * 3600
+        create_queue(redis, queued_ttl_s=settings.usage_retention_days * 24 * 3600)
     )
     # The rate limiter's own connection: one round trip per API request, on the cheapest path there is.
     limiter_redis = RedisPipe(settings.redis_url)

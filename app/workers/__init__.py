@@ -29,10 +29,17 @@ TASKS: list[Any] = [fold_usage, prune_usage_logs]
 CRON_JOBS = [CronJob(prune_usage_logs, cron="17 3 * * *", timeout=600, retries=3)]
 
 
-def create_queue(redis: Redis) -> SweepSafeRedisQueue:
+def create_queue(redis: Redis, queued_ttl_s: int | None = None) -> SweepSafeRedisQueue:
+    """The queue; `queued_ttl_s`: how long a job may wait for a worker before it expires (see the class)."""
     # Jobs are JSON as with SAQ's default, encoded by msgspec: a usage batch is a 48 kB record that SAQ
     # encodes or decodes four times per job, and the standard library takes 5-10x longer over it.
-    return SweepSafeRedisQueue(redis, name=QUEUE_NAME, dump=msgspec.json.encode, load=msgspec.json.decode)
+    return SweepSafeRedisQueue(
+        redis,
+        name=QUEUE_NAME,
+        dump=msgspec.json.encode,
+        load=msgspec.json.decode,
+        queued_ttl_s=queued_ttl_s,
+    )
 
 
 async def shutdown(ctx: Context) -> None:

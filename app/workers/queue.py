@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from saq.job import Status
+from saq.job import Job, Status
 from saq.queue.redis import RedisQueue
 
 logger = logging.getLogger(__name__)
@@ -24,16 +24,29 @@ return id_jobs
 
 
 class SweepSafeRedisQueue(RedisQueue):
-    """A worker moves a job to the active list, then reads it and marks it active. SAQ's sweep takes a job in
-    the active list that is not marked active for an orphan, so a sweep in that instant (every worker sweeps
-    once when it starts, when jobs are being taken fastest) aborts a healthy job and delays it by the abort
-    and retry delays (tobymao/saq#124, #277). Here such a job is only an orphan if the previous sweep of this
-    process saw it unmarked too; everything else is SAQ's sweep."""
+    """SAQ's Redis queue, with two changes.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    * Sweeping: a worker moves a job to the active list, then reads it and marks it active. SAQ's sweep takes a
+      job in the active list that is not marked active for an orphan, so a sweep in that instant (every worker
+      sweeps once when it starts, when jobs are being taken fastest) aborts a healthy job and delays it by the
+      abort and retry delays (tobymao/saq#124, #277). Here such a job is only an orphan if the previous sweep
+      of this process saw it unmarked too; everything else is SAQ's sweep.
+    * `queued_ttl_s`: a job that no worker takes within that time expires (SAQ's `ttl` starts only when a job
+      ends, so a queued job would otherwise live as long as Redis does). A worker taking the job rewrites its
+      record, which clears this expiry; an expired id left in the queue is swept as a missing job.
+    """
+
+    def __init__(self, *args: Any, queued_ttl_s: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.queued_ttl_s = queued_ttl_s
         self._unmarked_before: set[bytes] = set()
         self._active_jobs_script: Any = None
+
+    async def enqueue(self, job_or_func: str | Job, **kwargs: Any) -> Job | None:
+        job = await super().enqueue(job_or_func, **kwargs)
+        if job is not None and self.queued_ttl_s is not None:
+            await self.redis.expire(job.id, self.queued_ttl_s)
+        return job
 
     async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
         if self._active_jobs_script is None:

@@ -351,8 +351,9 @@ async def test_a_queued_batch_expires_after_the_retention_period_and_is_skipped(
     app: Litestar, settings: Settings, studio: Staff
 ) -> None:
     key_id = (await key_row(app, await make_key(app, studio))).id
-    queue = create_queue(create_redis(settings.redis_url, socket_timeout=None))
-    recorder = UsageRecorder(queue, queued_ttl_s=1)  # the app uses USAGE_RETENTION_DAYS
+    # The app's queue expires a queued job after USAGE_RETENTION_DAYS.
+    queue = create_queue(create_redis(settings.redis_url, socket_timeout=None), queued_ttl_s=1)
+    recorder = UsageRecorder(queue)
     recorder.record(key_id, datetime.now(UTC).timestamp(), "GET", "/r", 200, 1)
     await recorder.flush()
     [job_id] = [name async for name in queue.redis.scan_iter(match=queue.job_id("*"))]
@@ -369,8 +370,8 @@ async def test_a_batch_taken_by_the_worker_no_longer_carries_the_queued_expiry(
     app: Litestar, settings: Settings, studio: Staff
 ) -> None:
     key_id = (await key_row(app, await make_key(app, studio))).id
-    queue = create_queue(create_redis(settings.redis_url, socket_timeout=None))
-    recorder = UsageRecorder(queue, queued_ttl_s=90 * 24 * 3600)
+    queue = create_queue(create_redis(settings.redis_url, socket_timeout=None), queued_ttl_s=90 * 24 * 3600)
+    recorder = UsageRecorder(queue)
     recorder.record(key_id, datetime.now(UTC).timestamp(), "GET", "/r", 200, 1)
     await recorder.flush()
     [job_id] = [name async for name in queue.redis.scan_iter(match=queue.job_id("*"))]

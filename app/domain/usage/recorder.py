@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 from saq.queue.base import Queue
-from saq.queue.redis import RedisQueue
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +41,9 @@ class RecorderStats:
 
 
 class UsageRecorder:
-    def __init__(
-        self, queue: Queue, max_buffered: int = MAX_BUFFERED, queued_ttl_s: int | None = None
-    ) -> None:
+    def __init__(self, queue: Queue, max_buffered: int = MAX_BUFFERED) -> None:
         self._queue = queue
         self._max_buffered = max_buffered
-        self._queued_ttl_s = queued_ttl_s
         self._buffer: deque[UsageEvent] = deque()
         # A batch taken from the buffer keeps its id until SAQ has it.
         self._outgoing: tuple[str, list[UsageEvent]] | None = None
@@ -115,11 +111,6 @@ class UsageRecorder:
                 await self._queue.enqueue(
                     FOLD_JOB, key=batch_id, batch_id=batch_id, events=events, **JOB_OPTIONS
                 )
-                if self._queued_ttl_s is not None and isinstance(self._queue, RedisQueue):
-                    # A queued job expires (SAQ's ttl starts only when a job ends): a batch that no worker
-                    # took within the retention period holds nothing the usage pages would still show. A
-                    # worker taking the job rewrites its record, which clears this expiry.
-                    await self._queue.redis.expire(self._queue.job_id(batch_id), self._queued_ttl_s)
             except (RedisError, OSError) as exc:
                 self.stats.failed_flushes += 1
                 logger.warning(
