@@ -156,6 +156,9 @@ class _Generator:
 
     def submit(self, request: bytes, due: float, counted: bool, attempt: int = 0) -> None:
         self.outstanding += 1
+        # Set whenever nothing is in flight, which happens between requests at light loads: without this,
+        # the wait at the end of a run returned at once and the last requests were counted as unanswered.
+        self.drained.clear()
         if counted and attempt == 0:
             self._result.sent += 1
         if self._idle:
