@@ -107,7 +107,9 @@ async def limiter_multi(redis_url: str, concurrency: int) -> dict[str, float]:
     limiter = RateLimiter(pipe)
     ids = [uuid.uuid4() for _ in range(2000)]
     try:
-        return await time_async(lambda n: limiter.hit(ids[n % len(ids)], 10**9), 10_000, concurrency)
+        return await time_async(
+            lambda n: limiter.decision(limiter.start(ids[n % len(ids)], 10**9)), 10_000, concurrency
+        )
     finally:
         await pipe.close()
 

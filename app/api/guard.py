@@ -196,16 +196,19 @@ class ApiGuardMiddleware(ASGIMiddleware):
         alone = self.in_progress == 1
         pending = self.limiter.start(client.key_id, limit, alone=alone)
         required = _required_scope(scope)
+
+        async def decide() -> Headers | None:
+            """Waits for the count; sends the 429 or 403 and returns None, or the response's extra headers."""
+            decision = await self.limiter.decision(pending)
+            return await _refuse_if_needed(send, request_id, client, required, decision, response_headers)
+
         if not alone or scope.get("method") not in _SAFE_METHODS or self.limiter.known_refused(client.key_id):
             # Decided before the handler does anything: a write; a key already over its limit; and any
             # request while others are in progress. Running a handler during the round trip only pays when
             # the process would otherwise sit idle: under concurrent load the waits already overlap across
             # requests, and overlapping within each one cost ≈ 150 µs more CPU per catalog request in
             # in-process A/B runs (thread hops and wake-ups no longer batched), for no latency gained.
-            decision = await self.limiter.decision(pending)
-            allowed_with = await self._refuse_if_needed(
-                send, request_id, client, required, decision, response_headers
-            )
+            allowed_with = await decide()
             if allowed_with is None:
                 return
             # The caller, as `request.auth` in handlers (ApiRequest). Not a dependency: Litestar resolves a
@@ -214,8 +217,7 @@ class ApiGuardMiddleware(ASGIMiddleware):
             await next_app(scope, receive, _with_headers(send, allowed_with))
             return
         if required not in client.scopes:
-            decision = await self.limiter.decision(pending)
-            await self._refuse_if_needed(send, request_id, client, required, decision, response_headers)
+            await decide()
             return
 
         # A lone read: the handler runs while the rate-limit round trip is on its way, and its response waits
@@ -234,10 +236,7 @@ class ApiGuardMiddleware(ASGIMiddleware):
                 if not pending.ready:
                     held_start = message
                     return
-                decision = await self.limiter.decision(pending)  # ready: no wait
-                go_on = await self._refuse_if_needed(
-                    send, request_id, client, required, decision, response_headers
-                )
+                go_on = await decide()  # ready: no wait
                 if go_on is not None:
                     await send(_add_headers(message, go_on))
             elif held_start is not None:
@@ -248,39 +247,36 @@ class ApiGuardMiddleware(ASGIMiddleware):
         try:
             await next_app(scope, receive, send_when_decided)
             if held_start is not None:
-                decision = await self.limiter.decision(pending)
-                go_on = await self._refuse_if_needed(
-                    send, request_id, client, required, decision, response_headers
-                )
+                go_on = await decide()
                 if go_on is not None:
                     for message in [_add_headers(held_start, go_on), *held_body]:
                         await send(message)
         finally:
             self.limiter.abandon(pending)  # in case the request ended without its decision (cancelled)
 
-    @staticmethod
-    async def _refuse_if_needed(
-        send: Send,
-        request_id: str,
-        client: ApiClient,
-        required: str | None,
-        decision: RateLimitDecision | None,
-        response_headers: Headers,
-    ) -> Headers | None:
-        """Sends the 429 or the missing-scope 403 and returns None; or the headers for the handler's
-        response when the request may go on."""
-        limit = client.rate_limit_per_minute
-        response_headers = [*response_headers, *rate_limit_headers(limit, decision)]
-        if decision is not None and not decision.allowed:
-            detail = f"This API key allows {limit} requests per minute. Retry in {decision.reset_seconds} s."
-            headers = [*response_headers, _header("Retry-After", str(decision.reset_seconds))]
-            await _problem(send, request_id, 429, "rate_limited", detail, headers)
-            return None
-        if required not in client.scopes:
-            detail = f"This API key lacks the {required!r} scope this endpoint requires."
-            await _problem(send, request_id, 403, "insufficient_scope", detail, response_headers)
-            return None
-        return response_headers
+
+async def _refuse_if_needed(
+    send: Send,
+    request_id: str,
+    client: ApiClient,
+    required: str | None,
+    decision: RateLimitDecision | None,
+    response_headers: Headers,
+) -> Headers | None:
+    """Sends the 429 or the missing-scope 403 and returns None; or the headers for the handler's
+    response when the request may go on."""
+    limit = client.rate_limit_per_minute
+    response_headers = [*response_headers, *rate_limit_headers(limit, decision)]
+    if decision is not None and not decision.allowed:
+        detail = f"This API key allows {limit} requests per minute. Retry in {decision.reset_seconds} s."
+        headers = [*response_headers, _header("Retry-After", str(decision.reset_seconds))]
+        await _problem(send, request_id, 429, "rate_limited", detail, headers)
+        return None
+    if required not in client.scopes:
+        detail = f"This API key lacks the {required!r} scope this endpoint requires."
+        await _problem(send, request_id, 403, "insufficient_scope", detail, response_headers)
+        return None
+    return response_headers
 
 
 def _add_headers(message: Message, headers: Headers) -> Message:

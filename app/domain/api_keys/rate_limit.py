@@ -120,10 +120,6 @@ class RateLimiter:
             self._remember_refused(pending.key_id, pending.now)
         return decision
 
-    async def hit(self, key_id: uuid.UUID, limit: int) -> RateLimitDecision | None:
-        """Count one request and wait for the decision."""
-        return await self.decision(self.start(key_id, limit))
-
     @staticmethod
     def abandon(pending: PendingHit) -> None:
         """A request that ended without awaiting its decision (cancelled) drops the reply, or marks its
