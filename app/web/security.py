@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
 # No inline script anywhere in the pages: behaviour lives in /static/app.js.
@@ -14,14 +13,35 @@ PAGE_CSP = (
 DOCS_CSP = "frame-ancestors 'none'; object-src 'none'; base-uri 'self'"
 DOCS_PATH = "/api/docs"
 
+_EVERY_RESPONSE = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+]
+_PAGE = [*_EVERY_RESPONSE, (b"content-security-policy", PAGE_CSP.encode()), (b"x-frame-options", b"DENY")]
+_DOCS_PAGE = [
+    *_EVERY_RESPONSE,
+    (b"content-security-policy", DOCS_CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+]
+_SET_HERE = frozenset(name for name, _ in _PAGE)
+
 
 async def add_security_headers(message: Message, scope: Scope) -> None:
+    """Sets the headers, replacing any a handler set. One pass over the response's headers: this runs for
+    every response, the API's included (MutableScopeHeaders would scan them once per header set)."""
     if message["type"] != "http.response.start":
         return
-    headers = MutableScopeHeaders.from_message(message)
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
-    if (headers.get("content-type") or "").startswith("text/html"):
-        path: str = scope.get("path", "")
-        headers["Content-Security-Policy"] = DOCS_CSP if path.startswith(DOCS_PATH) else PAGE_CSP
-        headers["X-Frame-Options"] = "DENY"
+    content_type = b""
+    kept = []
+    for name, value in message.get("headers", ()):
+        lowered = name.lower()
+        if lowered in _SET_HERE:
+            continue
+        if lowered == b"content-type":
+            content_type = value
+        kept.append((name, value))
+    if not content_type.startswith(b"text/html"):
+        added = _EVERY_RESPONSE
+    else:
+        added = _DOCS_PAGE if scope.get("path", "").startswith(DOCS_PATH) else _PAGE
+    message["headers"] = [*kept, *added]
