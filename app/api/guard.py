@@ -2,16 +2,18 @@
 
 The checks come in the order the help page's promises depend on: key (401), origin (403), rate limit (429),
 scope (403). Their cost is one indexed lookup by key hash and one Redis round trip; everything else is
-in-process. A read (GET, HEAD) that is the only request in progress runs its handler while the rate-limit
-round trip is on its way, and its response is sent, or replaced by the 429, once the count is back; every
-other request waits for the count first.
+in-process. The round trip starts first, as soon as the key is known to be well formed (the counter is
+named by the key's hash), so the lookup happens while it travels; every request made with an existing key
+counts toward its limit, whatever its answer. A read (GET, HEAD) that is the only request in progress also
+runs its handler during the round trip, and its response is sent, or replaced by the 429, once the count
+is back; every other request waits for the count first.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,8 +32,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.problems import PROBLEM_MEDIA_TYPE, problem_body
-from app.domain.api_keys.authentication import ApiClient, KeyRejected, authenticate
-from app.domain.api_keys.rate_limit import WINDOW_SECONDS, RateLimitDecision, RateLimiter
+from app.domain.api_keys.authentication import ApiClient, KeyRejected, authenticate, checked_hash
+from app.domain.api_keys.rate_limit import WINDOW_SECONDS, PendingHit, RateLimitDecision, RateLimiter
 from app.domain.usage.recorder import UsageRecorder
 
 REQUEST_ID_STATE_KEY = "request_id"
@@ -112,7 +114,7 @@ class ApiGuardMiddleware(ASGIMiddleware):
         started = time.perf_counter()
         headers = _request_headers(scope["headers"])
         incoming_id = headers.get(b"x-request-id", "")
-        request_id = incoming_id if _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
+        request_id = incoming_id if _REQUEST_ID.match(incoming_id) else os.urandom(16).hex()
         state: dict[str, Any] = scope.setdefault("state", {})
         state[REQUEST_ID_STATE_KEY] = request_id
         origin = headers.get(b"origin")
@@ -128,56 +130,61 @@ class ApiGuardMiddleware(ASGIMiddleware):
             return
 
         key = extract_key(headers.get(b"authorization"), headers.get(b"x-api-key"))
-        if key is None:
-            detail = "Send your API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`."
-            await _problem(
-                send, request_id, 401, "missing_api_key", detail, [*response_headers, _UNAUTHORIZED]
-            )
-            return
         try:
-            client = await authenticate(self.engine, key)
+            if key is None:
+                detail = "Send your API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+                raise KeyRejected("missing_api_key", detail)
+            key_hash = checked_hash(key)
         except KeyRejected as rejected:
             await _problem(
                 send, request_id, 401, rejected.code, rejected.detail, [*response_headers, _UNAUTHORIZED]
             )
             return
-        except (OperationalError, DBAPIError, OSError):
-            detail = "The service is temporarily unavailable. Retry shortly."
-            await _problem(send, request_id, 503, "service_unavailable", detail, response_headers)
-            return
 
-        # From here on the request is the key's: it is counted in its usage whatever the outcome.
-        status = 500
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        # The rate-limit round trip starts now, named by the key's hash: the key's row is read, and a lone
+        # read's handler runs, while it travels.
         self.in_progress += 1
+        pending = self.limiter.start(key_hash, alone=self.in_progress == 1)
         try:
-            await self._serve_key(
-                scope, receive, send_and_note_status, next_app, client, origin, response_headers
-            )
+            try:
+                client = await authenticate(self.engine, key_hash)
+            except KeyRejected as rejected:
+                self.limiter.forget(pending)
+                await _problem(
+                    send, request_id, 401, rejected.code, rejected.detail, [*response_headers, _UNAUTHORIZED]
+                )
+                return
+            except (OperationalError, DBAPIError, OSError):
+                detail = "The service is temporarily unavailable. Retry shortly."
+                await _problem(send, request_id, 503, "service_unavailable", detail, response_headers)
+                return
+            # From here on the request is the key's: it is counted in its usage whatever the outcome.
+            channel = _Channel(send)
+            try:
+                await self._serve_key(
+                    scope, receive, channel, next_app, client, pending, origin, response_headers
+                )
+            finally:
+                self.recorder.record(
+                    client.key_id,
+                    time.time(),
+                    str(scope.get("method", "GET")),
+                    scope.get("path_template", scope["path"]),
+                    channel.status,
+                    int((time.perf_counter() - started) * 1_000_000),
+                )
         finally:
             self.in_progress -= 1
-            self.recorder.record(
-                client.key_id,
-                time.time(),
-                str(scope.get("method", "GET")),
-                scope.get("path_template", scope["path"]),
-                status,
-                int((time.perf_counter() - started) * 1_000_000),
-            )
+            self.limiter.abandon(pending)  # a request that ended without its decision (refused, cancelled)
 
     async def _serve_key(
         self,
         scope: Scope,
         receive: Receive,
-        send: Send,
+        channel: _Channel,
         next_app: ASGIApp,
         client: ApiClient,
+        pending: PendingHit,
         origin: str | None,
         response_headers: Headers,
     ) -> None:
@@ -190,19 +197,22 @@ class ApiGuardMiddleware(ASGIMiddleware):
                 else "This API key only accepts requests from its allowed origins, and the request has no Origin."
             )
             headers = [*response_headers, *rate_limit_headers(limit, None)]
-            await _problem(send, request_id, 403, "origin_not_allowed", detail, headers)
+            await _problem(channel, request_id, 403, "origin_not_allowed", detail, headers)
             return
 
-        alone = self.in_progress == 1
-        pending = self.limiter.start(client.key_id, limit, alone=alone)
         required = _required_scope(scope)
 
         async def decide() -> Headers | None:
             """Waits for the count; sends the 429 or 403 and returns None, or the response's extra headers."""
-            decision = await self.limiter.decision(pending)
-            return await _refuse_if_needed(send, request_id, client, required, decision, response_headers)
+            decision = await self.limiter.decision(pending, limit)
+            return await _refuse_if_needed(channel, request_id, client, required, decision, response_headers)
 
-        if not alone or scope.get("method") not in _SAFE_METHODS or self.limiter.known_refused(client.key_id):
+        alone = self.in_progress == 1
+        if (
+            not alone
+            or scope.get("method") not in _SAFE_METHODS
+            or self.limiter.known_refused(pending.key_hash)
+        ):
             # Decided before the handler does anything: a write; a key already over its limit; and any
             # request while others are in progress. Running a handler during the round trip only pays when
             # the process would otherwise sit idle: under concurrent load the waits already overlap across
@@ -214,7 +224,8 @@ class ApiGuardMiddleware(ASGIMiddleware):
             # The caller, as `request.auth` in handlers (ApiRequest). Not a dependency: Litestar resolves a
             # handler's independent dependencies in an anyio task group, ~100 µs per request with two of them.
             scope["auth"] = client
-            await next_app(scope, receive, _with_headers(send, allowed_with))
+            channel.extra_headers = allowed_with
+            await next_app(scope, receive, channel)
             return
         if required not in client.scopes:
             await decide()
@@ -238,21 +249,37 @@ class ApiGuardMiddleware(ASGIMiddleware):
                     return
                 go_on = await decide()  # ready: no wait
                 if go_on is not None:
-                    await send(_add_headers(message, go_on))
+                    await channel(_add_headers(message, go_on))
             elif held_start is not None:
                 held_body.append(message)
             elif go_on is not None:  # not the body of a response replaced by the 429
-                await send(message)
+                await channel(message)
 
-        try:
-            await next_app(scope, receive, send_when_decided)
-            if held_start is not None:
-                go_on = await decide()
-                if go_on is not None:
-                    for message in [_add_headers(held_start, go_on), *held_body]:
-                        await send(message)
-        finally:
-            self.limiter.abandon(pending)  # in case the request ended without its decision (cancelled)
+        await next_app(scope, receive, send_when_decided)
+        if held_start is not None:
+            go_on = await decide()
+            if go_on is not None:
+                for message in [_add_headers(held_start, go_on), *held_body]:
+                    await channel(message)
+
+
+class _Channel:
+    """Where a key's request sends its response: notes the status for the usage event, and adds the
+    guard's headers (CORS, rate limit) to a handler's response."""
+
+    __slots__ = ("extra_headers", "send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 500  # if the request ends without a response
+        self.extra_headers: Headers = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            if self.extra_headers:
+                _add_headers(message, self.extra_headers)
+        await self.send(message)
 
 
 async def _refuse_if_needed(
@@ -283,13 +310,6 @@ def _add_headers(message: Message, headers: Headers) -> Message:
     if message["type"] == "http.response.start":
         message["headers"] = [*message.get("headers", []), *headers]
     return message
-
-
-def _with_headers(send: Send, headers: Headers) -> Send:
-    async def send_with_headers(message: Message) -> None:
-        await send(_add_headers(message, headers))
-
-    return send_with_headers
 
 
 async def _problem(

@@ -24,6 +24,7 @@ from app.domain.audit.services import CLI_ACTOR
 from app.settings import Settings
 from tests.api_helpers import assert_problem, bearer, make_key, wait_for_a_fresh_window
 from tests.conftest import Staff, alchemy_of, app_engine, dispose_engines
+from tests.usage_helpers import eventually
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -95,6 +96,28 @@ async def test_malformed_key_is_rejected_without_database_or_redis(
 async def test_unknown_key_is_401(client: Client) -> None:
     random_but_valid = rules.generate_key()
     assert_problem(await client.get(SERVICES, headers=bearer(random_but_valid)), 401, "invalid_api_key")
+
+
+async def test_keys_that_are_not_valid_leave_no_rate_limit_counter(
+    client: Client, app: Litestar, studio: Staff, redis_url: str
+) -> None:
+    """The count starts before the key's row is read; a key that turns out unknown or expired has its
+    counter deleted, so made-up keys with a valid checksum leave nothing behind in Redis."""
+    redis = redis_sync.Redis.from_url(redis_url, decode_responses=True)
+    before = set(redis.scan_iter("rl:*"))
+    valid = await make_key(app, studio)
+    assert (await client.get(SERVICES, headers=bearer(valid))).status_code == 200
+    expired = await make_key(app, studio, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    for _ in range(5):
+        assert_problem(
+            await client.get(SERVICES, headers=bearer(rules.generate_key())), 401, "invalid_api_key"
+        )
+    assert_problem(await client.get(SERVICES, headers=bearer(expired)), 401, "key_expired")
+
+    async def only_the_valid_key_is_counted() -> bool:
+        return [c.split(":")[1] for c in set(redis.scan_iter("rl:*")) - before] == [rules.hash_key(valid)]
+
+    await eventually(only_the_valid_key_is_counted, within_s=5)
 
 
 async def test_revocation_is_honoured_by_the_very_next_request(

@@ -11,8 +11,8 @@ The lookup is the guard's one database operation, so it is kept lean (see docs/B
 * While statement listeners are attached to the app's engine (tracing, tests), the lookup runs on that
   engine instead, in a short transaction, so that they see it.
 
-Rows are decoded by the columns' own SQLAlchemy types; the JSON lists are decoded once per distinct value.
-No key is cached: a revocation is honoured by the very next request, in every process.
+Rows are decoded by the columns' own SQLAlchemy types, once per distinct row. No key is cached: every
+request reads its key's row, so a revocation is honoured by the very next request, in every process.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ class _Busy(Exception):
     """SQLite could not serve the read at once; the lookup is retried off the event loop."""
 
 
-# Distinct scope and origin lists decoded so far; beyond this many the memo starts over.
-_MEMO_LIMIT = 4096
+# Decoded key rows kept per process (a few hundred bytes each); beyond this many the memo starts over.
+_MEMO_LIMIT = 16_384
 
 KeyRow = tuple[Any, ...]
 Processor = Callable[[Any], Any]
@@ -78,7 +78,7 @@ class KeyStore:
     """Finds a key's row by hash, and decodes it into an ApiClient. One per engine (see `for_engine`)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._lists: dict[str, frozenset[str]] = {}
+        self._clients: dict[KeyRow, ApiClient] = {}
         self._events = engine.sync_engine.dispatch
         self._fast: _SqliteReader | _AutocommitReader = (
             _SqliteReader(engine) if _sqlite_file(engine) else _AutocommitReader(engine)
@@ -92,16 +92,11 @@ class KeyStore:
             store = engine.sync_engine.__dict__["_api_key_store"] = KeyStore(engine)
         return store
 
-    async def authenticate(self, key: str, now: datetime | None = None) -> ApiClient:
-        """The caller for this key, or KeyRejected. Junk and typos are rejected before any I/O."""
-        if not rules.is_well_formed(key):
-            raise KeyRejected(
-                "invalid_api_key", "The API key is not a valid QuickVisit key. Check for a copy-paste error."
-            )
+    async def authenticate(self, key_hash: str, now: datetime | None = None) -> ApiClient:
+        """The caller whose key has this hash (see `checked_hash`), or KeyRejected."""
         # Statement listeners on the app's engine (tracing, tests) see the lookup: it then goes through it.
         observed = self._events.before_cursor_execute or self._events.after_cursor_execute
         reader = self._observable if observed else self._fast
-        key_hash = rules.hash_key(key)
         try:
             row = await reader.fetch(key_hash)
         except _Busy:
@@ -109,7 +104,7 @@ class KeyStore:
             row = await reader.fetch(key_hash)
         if row is None:
             raise KeyRejected("invalid_api_key", "The API key does not exist. It may have been deleted.")
-        key_id, organization_id, scopes, origins, rate_limit, expires_at, revoked_at = row
+        expires_at, revoked_at = row[5], row[6]
         process = reader.processors
         status = rules.key_status(
             revoked_at=None if revoked_at is None else process[6](revoked_at),
@@ -120,29 +115,42 @@ class KeyStore:
             raise KeyRejected("key_revoked", "The API key has been revoked.")
         if status == "expired":
             raise KeyRejected("key_expired", "The API key has expired.")
-        return ApiClient(
-            key_id=process[0](key_id),
-            organization_id=process[1](organization_id),
-            scopes=self._list(scopes, process[2]),
-            allowed_origins=self._list(origins, process[3]),
-            rate_limit_per_minute=process[4](rate_limit),
+        return self._client(row, process)
+
+    def _client(self, row: KeyRow, process: list[Processor]) -> ApiClient:
+        """The row's caller, decoded once per distinct row: the same key's requests share one ApiClient.
+        Not a cache of keys: every request reads the row, and a changed row is a different entry."""
+        key_id, organization_id, scopes, origins, rate_limit = row[:5]
+        if isinstance(scopes, str):  # stored JSON text, decoded below
+            identity = row[:5]
+        else:  # lists already decoded by SQLAlchemy
+            identity = (key_id, organization_id, tuple(scopes), tuple(origins), rate_limit)
+        client = self._clients.get(identity)
+        if client is None:
+            if len(self._clients) >= _MEMO_LIMIT:
+                self._clients.clear()
+            client = self._clients[identity] = ApiClient(
+                key_id=process[0](key_id),
+                organization_id=process[1](organization_id),
+                scopes=frozenset(process[2](scopes)),
+                allowed_origins=frozenset(process[3](origins)),
+                rate_limit_per_minute=process[4](rate_limit),
+            )
+        return client
+
+
+def checked_hash(key: str) -> str:
+    """The hash a key is stored under; KeyRejected for junk and typos, which need no I/O to refuse."""
+    if not rules.is_well_formed(key):
+        raise KeyRejected(
+            "invalid_api_key", "The API key is not a valid QuickVisit key. Check for a copy-paste error."
         )
-
-    def _list(self, raw: Any, process: Processor) -> frozenset[str]:
-        """A JSON list column as a frozenset, decoded once per distinct stored value."""
-        if not isinstance(raw, str):  # already decoded by SQLAlchemy
-            return frozenset(raw)
-        decoded = self._lists.get(raw)
-        if decoded is None:
-            if len(self._lists) >= _MEMO_LIMIT:
-                self._lists.clear()
-            decoded = self._lists[raw] = frozenset(process(raw))
-        return decoded
+    return rules.hash_key(key)
 
 
-async def authenticate(engine: AsyncEngine, key: str, now: datetime | None = None) -> ApiClient:
-    """The caller for this key, or KeyRejected. Junk and typos are rejected before any I/O."""
-    return await KeyStore.for_engine(engine).authenticate(key, now)
+async def authenticate(engine: AsyncEngine, key_hash: str, now: datetime | None = None) -> ApiClient:
+    """The caller whose key has this hash (see `checked_hash`), or KeyRejected."""
+    return await KeyStore.for_engine(engine).authenticate(key_hash, now)
 
 
 def _processor(type_: Any, dialect: Dialect) -> Processor:

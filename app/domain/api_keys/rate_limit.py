@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from app.redis_pipe import RedisPipe
+from app.redis_pipe import RedisPipe, encode_command
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +40,9 @@ def decide(count: int, limit: int, now: float) -> RateLimitDecision:
     )
 
 
-def counter_key(key_id: uuid.UUID, now: float) -> str:
-    return f"rl:{key_id.hex}:{window_start(now)}"
+def counter_key(key_hash: str, now: float) -> str:
+    """The key's counter for the window `now` is in, named by the key's hash (known before the key's row)."""
+    return f"rl:{key_hash}:{window_start(now)}"
 
 
 _EXPIRY = str(WINDOW_SECONDS * 2)
@@ -65,8 +65,7 @@ _REFUSED_MEMO_LIMIT = 100_000
 class PendingHit:
     """One request's rate-limit transaction, sent as soon as the key is known; decided when awaited."""
 
-    key_id: uuid.UUID
-    limit: int
+    key_hash: str
     now: float
     payload: bytes
     reply: asyncio.Future[Any] | None  # None: not sent (Redis skipped after a failure, or not connected)
@@ -85,19 +84,20 @@ class RateLimiter:
         self._redis = redis
         self._skip_until = 0.0
         self._last_warning = 0.0
-        self._refused: set[uuid.UUID] = set()
+        self._refused: set[str] = set()
         self._refused_window = 0
 
-    def start(self, key_id: uuid.UUID, limit: int, alone: bool = False) -> PendingHit:
-        """Count one request: the transaction is sent, its outcome is `await decision(pending)`. `alone`:
-        no other request is in progress in this process, so it is written at once (see RedisPipe)."""
+    def start(self, key_hash: str, alone: bool = False) -> PendingHit:
+        """Count one request of the key with this hash: the transaction is sent, its outcome is
+        `await decision(pending, limit)`. `alone`: no other request is in progress in this process, so it
+        is written at once (see RedisPipe)."""
         now = time.time()
         if now < self._skip_until:
-            return PendingHit(key_id, limit, now, b"", None, skipped=True)
-        payload = _transaction(counter_key(key_id, now))
-        return PendingHit(key_id, limit, now, payload, self._redis.send_now(payload, 4, at_once=alone))
+            return PendingHit(key_hash, now, b"", None, skipped=True)
+        payload = _transaction(counter_key(key_hash, now))
+        return PendingHit(key_hash, now, payload, self._redis.send_now(payload, 4, at_once=alone))
 
-    async def decision(self, pending: PendingHit) -> RateLimitDecision | None:
+    async def decision(self, pending: PendingHit, limit: int) -> RateLimitDecision | None:
         """The decision for a started hit; None when the count is unknown because Redis is unreachable."""
         if pending.skipped:
             return None
@@ -115,9 +115,9 @@ class RateLimiter:
                 self._last_warning = pending.now
                 logger.warning("rate limiting is failing open: Redis is unreachable (%s)", exc)
             return None
-        decision = decide(int(replies[0]), pending.limit, pending.now)
+        decision = decide(int(replies[0]), limit, pending.now)
         if not decision.allowed:
-            self._remember_refused(pending.key_id, pending.now)
+            self._remember_refused(pending.key_hash, pending.now)
         return decision
 
     @staticmethod
@@ -129,17 +129,34 @@ class RateLimiter:
             return
         if not reply.done():
             reply.cancel()
-        elif not reply.cancelled():
-            reply.exception()
+        else:
+            _consume(reply)
 
-    def known_refused(self, key_id: uuid.UUID) -> bool:
+    def forget(self, pending: PendingHit) -> None:
+        """The key turned out unknown, revoked or expired: its counter is deleted without waiting, so that
+        made-up keys with a valid checksum leave nothing behind in Redis."""
+        self.abandon(pending)
+        if pending.skipped:
+            return
+        command = encode_command("DEL", counter_key(pending.key_hash, pending.now))
+        reply = self._redis.send_now(command, 1)
+        if reply is not None:
+            reply.add_done_callback(_consume)
+
+    def known_refused(self, key_hash: str) -> bool:
         """Whether this process has refused the key in the current window already: its next requests are
         then decided before any work is done for them."""
-        return key_id in self._refused and self._refused_window == window_start(time.time())
+        return key_hash in self._refused and self._refused_window == window_start(time.time())
 
-    def _remember_refused(self, key_id: uuid.UUID, now: float) -> None:
+    def _remember_refused(self, key_hash: str, now: float) -> None:
         window = window_start(now)
         if window != self._refused_window:
             self._refused, self._refused_window = set(), window
         if len(self._refused) < _REFUSED_MEMO_LIMIT:
-            self._refused.add(key_id)
+            self._refused.add(key_hash)
+
+
+def _consume(reply: asyncio.Future[Any]) -> None:
+    """Marks the outcome of a reply nobody awaits as seen (asyncio would log a lost failure)."""
+    if not reply.cancelled():
+        reply.exception()
