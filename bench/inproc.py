@@ -132,9 +132,10 @@ async def main(keys: list[str], requests: int, rounds: int) -> dict[str, Any]:
             order = list(ROUTES.items()) if n % 2 == 0 else list(reversed(ROUTES.items()))
             for name, path in order:
                 results[name].append(await measure(app, path, keys, requests, 32))
-        # One request at a time, the trivial routes only: the latency the guard adds to a single call.
+        # One request at a time, the trivial routes only: the latency the guard adds to a single call. Twice
+        # as many rounds: a lone request's wall time moves with the VM's wake-ups more than its CPU does.
         sequential: dict[str, list[float]] = {"ping_guarded": [], "ping_unguarded": []}
-        for n in range(rounds):
+        for n in range(2 * rounds):
             names = list(sequential) if n % 2 == 0 else list(reversed(sequential))
             for name in names:
                 sequential[name].append(await latency(app, ROUTES[name], keys, requests // 2))
