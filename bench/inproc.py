@@ -3,26 +3,34 @@
 `python -m bench.inproc DATABASE_URL REDIS_URL KEYS_FILE ORG_ID` (pinned to one core by the caller). Prints
 JSON: CPU µs per request (this process's user + system time, aiosqlite's threads included) for each route,
 32 requests in flight as wrk's 32 connections, routes interleaved in rounds; and, for the trivial routes, the
-wall time of one request at a time (the latency the guard adds to a lone call, its two round trips included). What wrk measures over loopback
-adds uvicorn's HTTP parsing and the sockets to both sides alike; this is the part that differs.
+wall time of one request at a time (the latency the guard adds to a lone call, its two I/O operations
+included), in rounds interleaved with the two operations timed alone. What wrk measures over loopback adds
+uvicorn's HTTP parsing and the sockets to both sides alike; this is the part that differs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import uvloop
 from litestar import Litestar
+from sqlalchemy.engine import make_url
 
+from app.domain.api_keys.rate_limit import RateLimiter
+from app.redis_pipe import RedisPipe
 from bench.app import NOAUTH_PATH, PING_NOAUTH_PATH, PING_PATH, create_bench_app
+from bench.micro import LOOKUP_SQL
 
 ROUTES = {
     "guarded": "/api/v1/services",
@@ -122,6 +130,36 @@ async def latency(app: Litestar, path: str, keys: list[str], requests: int) -> f
     return (time.perf_counter() - started) / requests * 1e6
 
 
+class BareOperations:
+    """The guard's two I/O operations with nothing around them, one at a time: the indexed SELECT by hash with
+    sqlite3 on the same database file, and the rate-limit MULTI round trip written at once on a RedisPipe
+    of its own (as the guard writes a lone request's). Timed in the same rounds as the lone requests, so
+    that the box's speed, which drifts from minute to minute, is the same on both sides of the ratio."""
+
+    def __init__(self, database_path: str, redis_url: str, keys: list[str]) -> None:
+        self._connection = sqlite3.connect(database_path, isolation_level=None, check_same_thread=False)
+        self._sql = LOOKUP_SQL.format(param="?")
+        self._hashes = [hashlib.sha256(key.encode()).hexdigest() for key in keys]
+        # Counters of their own, so that the keys' own limits are not used up.
+        self._counters = [uuid.uuid4().hex * 2 for _ in keys]
+        self._pipe = RedisPipe(redis_url)
+        self._limiter = RateLimiter(self._pipe)
+
+    async def wall_us(self, operations: int) -> float:
+        started = time.perf_counter()
+        for n in range(operations):
+            if self._connection.execute(self._sql, (self._hashes[n % len(self._hashes)],)).fetchone() is None:
+                raise RuntimeError("a bench key is missing from the database")
+            pending = self._limiter.start(self._counters[n % len(self._counters)], alone=True)
+            if await self._limiter.decision(pending, 10**9) is None:
+                raise RuntimeError("no reply from Redis")
+        return (time.perf_counter() - started) / operations * 1e6
+
+    async def close(self) -> None:
+        self._connection.close()
+        await self._pipe.close()
+
+
 async def main(keys: list[str], requests: int, rounds: int) -> dict[str, Any]:
     app = create_bench_app()
     async with Lifespan(app):
@@ -132,13 +170,22 @@ async def main(keys: list[str], requests: int, rounds: int) -> dict[str, Any]:
             order = list(ROUTES.items()) if n % 2 == 0 else list(reversed(ROUTES.items()))
             for name, path in order:
                 results[name].append(await measure(app, path, keys, requests, 32))
-        # One request at a time, the trivial routes only: the latency the guard adds to a single call. Twice
-        # as many rounds: a lone request's wall time moves with the VM's wake-ups more than its CPU does.
-        sequential: dict[str, list[float]] = {"ping_guarded": [], "ping_unguarded": []}
+        # One request at a time, the trivial routes only: the latency the guard adds to a single call, and the
+        # bare operations, interleaved. Twice as many rounds: a lone request's wall time moves with the VM's
+        # wake-ups more than its CPU does.
+        bare = BareOperations(
+            make_url(os.environ["DATABASE_URL"]).database or "", os.environ["REDIS_URL"], keys
+        )
+        await bare.wall_us(requests // 4)  # connects, warms up
+        sequential: dict[str, list[float]] = {"ping_guarded": [], "ping_unguarded": [], "bare_operations": []}
         for n in range(2 * rounds):
             names = list(sequential) if n % 2 == 0 else list(reversed(sequential))
             for name in names:
-                sequential[name].append(await latency(app, ROUTES[name], keys, requests // 2))
+                if name == "bare_operations":
+                    sequential[name].append(await bare.wall_us(requests // 2))
+                else:
+                    sequential[name].append(await latency(app, ROUTES[name], keys, requests // 2))
+        await bare.close()
     median: Callable[[list[float]], float] = lambda values: round(statistics.median(values), 1)  # noqa: E731
     summary = {name: median(values) for name, values in results.items()}
     one_at_a_time = {name: median(values) for name, values in sequential.items()}
@@ -152,6 +199,16 @@ async def main(keys: list[str], requests: int, rounds: int) -> dict[str, Any]:
         "guard_latency_on_trivial_route_us": round(
             one_at_a_time["ping_guarded"] - one_at_a_time["ping_unguarded"], 1
         ),
+        # Per round: (guarded - unguarded) ÷ bare operations, all three measured within the same few seconds.
+        "guard_latency_vs_bare_operations_per_round": [
+            round((guarded - unguarded) / ops, 3)
+            for guarded, unguarded, ops in zip(
+                sequential["ping_guarded"],
+                sequential["ping_unguarded"],
+                sequential["bare_operations"],
+                strict=True,
+            )
+        ],
         "rounds_1_in_flight": {name: [round(v, 1) for v in values] for name, values in sequential.items()},
     }
 

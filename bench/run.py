@@ -455,8 +455,11 @@ def guard_only(bench: Bench) -> dict[str, Any]:
         "bare_operations": bare,
         "in_process": inproc,
         "cpu_32_in_flight": limit_ratio(bare, inproc["guard_cost_on_trivial_route_us"], one_at_a_time=False),
-        "latency_1_in_flight": limit_ratio(
+        "latency_1_in_flight_separate_micro_run": limit_ratio(
             bare, inproc["guard_latency_on_trivial_route_us"], one_at_a_time=True
+        ),
+        "latency_1_in_flight_interleaved_median": statistics.median(
+            inproc["guard_latency_vs_bare_operations_per_round"]
         ),
     }
 
@@ -517,6 +520,7 @@ def figures(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
     guard_cost = inproc["guard_cost_on_trivial_route_us"]
     limit = limit_ratio(sq["bare_operations"], guard_cost, one_at_a_time=False)
     lone = limit_ratio(sq["bare_operations"], inproc["guard_latency_on_trivial_route_us"], one_at_a_time=True)
+    lone_ratio = statistics.median(inproc["guard_latency_vs_bare_operations_per_round"])
     lat = sq["open_loop"]
     p99_delta = lat["guarded_50pct"]["latency_ms"]["p99"] - lat["unguarded_50pct"]["latency_ms"]["p99"]
     open_loop_errors = sum(lat[name]["errors"] for name in lat if isinstance(lat[name], dict))
@@ -543,14 +547,17 @@ def figures(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
         "guarded_rps_1_process": figure(sat["guarded_rps_median"], "req/s"),
         "unguarded_rps_1_process": figure(sat["unguarded_rps_median"], "req/s"),
         # Item 2 of the issue: the bare operations "timed on their own", so the guard is timed the same way:
-        # the wall time it adds to a request that has the process to itself.
+        # the wall time it adds to a request that has the process to itself, in rounds interleaved with them.
         "guard_cost_vs_limit_ratio": figure(
-            lone["ratio"],
-            "ratio (wall time the guard adds to a lone request ÷ (bare lookup + bare Redis MULTI round trip), "
-            "each timed on its own, one at a time)",
+            lone_ratio,
+            "ratio (wall time the guard adds to a lone request ÷ wall time of one bare lookup + one bare Redis "
+            "MULTI round trip, one at a time, interleaved rounds, median)",
             "<= 1.5",
-            lone["ratio"] <= 1.5,
-            **{k: v for k, v in lone.items() if k != "ratio"},
+            lone_ratio <= 1.5,
+            per_round=inproc["guard_latency_vs_bare_operations_per_round"],
+            guard_latency_us=inproc["guard_latency_on_trivial_route_us"],
+            bare_operations_wall_us=inproc["wall_us_per_request_1_in_flight"]["bare_operations"],
+            separate_micro_run=lone,
         ),
         # The stricter reading, reported without a target: the guard's CPU with 32 requests in flight against
         # the operations' CPU with 32 in flight, where the pipelined Redis path shares one write and one read
