@@ -23,7 +23,8 @@ _DOCS_PAGE = [
     (b"content-security-policy", DOCS_CSP.encode()),
     (b"x-frame-options", b"DENY"),
 ]
-_SET_HERE = frozenset(name for name, _ in _PAGE)
+_SET_ON_EVERY_RESPONSE = frozenset(name for name, _ in _EVERY_RESPONSE)
+_SET_ON_PAGES = frozenset(name for name, _ in _PAGE) - _SET_ON_EVERY_RESPONSE
 
 
 async def add_security_headers(message: Message, scope: Scope) -> None:
@@ -35,13 +36,13 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
     kept = []
     for name, value in message.get("headers", ()):
         lowered = name.lower()
-        if lowered in _SET_HERE:
+        if lowered in _SET_ON_EVERY_RESPONSE:
             continue
         if lowered == b"content-type":
             content_type = value
         kept.append((name, value))
     if not content_type.startswith(b"text/html"):
-        added = _EVERY_RESPONSE
-    else:
-        added = _DOCS_PAGE if scope.get("path", "").startswith(DOCS_PATH) else _PAGE
-    message["headers"] = [*kept, *added]
+        message["headers"] = [*kept, *_EVERY_RESPONSE]
+        return
+    page = _DOCS_PAGE if scope.get("path", "").startswith(DOCS_PATH) else _PAGE
+    message["headers"] = [*(header for header in kept if header[0].lower() not in _SET_ON_PAGES), *page]

@@ -63,7 +63,8 @@ _REFUSED_MEMO_LIMIT = 100_000
 
 @dataclass(slots=True)
 class PendingHit:
-    """One request's rate-limit transaction, sent as soon as the key is known; decided when awaited."""
+    """One request's rate-limit transaction, sent as soon as the key is known to be well formed (before its
+    row is read); decided when awaited."""
 
     key_hash: str
     now: float
