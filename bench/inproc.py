@@ -11,14 +11,12 @@ uvicorn's HTTP parsing and the sockets to both sides alike; this is the part tha
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import sqlite3
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,10 +25,11 @@ import uvloop
 from litestar import Litestar
 from sqlalchemy.engine import make_url
 
+from app.domain.api_keys import rules
 from app.domain.api_keys.rate_limit import RateLimiter
 from app.redis_pipe import RedisPipe
 from bench.app import NOAUTH_PATH, PING_NOAUTH_PATH, PING_PATH, create_bench_app
-from bench.micro import LOOKUP_SQL
+from bench.micro import LOOKUP_SQL, made_up_key_hashes
 
 ROUTES = {
     "guarded": "/api/v1/services",
@@ -139,9 +138,8 @@ class BareOperations:
     def __init__(self, database_path: str, redis_url: str, keys: list[str]) -> None:
         self._connection = sqlite3.connect(database_path, isolation_level=None, check_same_thread=False)
         self._sql = LOOKUP_SQL.format(param="?")
-        self._hashes = [hashlib.sha256(key.encode()).hexdigest() for key in keys]
-        # Counters of their own, so that the keys' own limits are not used up.
-        self._counters = [uuid.uuid4().hex * 2 for _ in keys]
+        self._hashes = [rules.hash_key(key) for key in keys]
+        self._counters = made_up_key_hashes(len(keys))
         self._pipe = RedisPipe(redis_url)
         self._limiter = RateLimiter(self._pipe)
 

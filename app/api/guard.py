@@ -136,9 +136,7 @@ class ApiGuardMiddleware(ASGIMiddleware):
                 raise KeyRejected("missing_api_key", detail)
             key_hash = checked_hash(key)
         except KeyRejected as rejected:
-            await _problem(
-                send, request_id, 401, rejected.code, rejected.detail, [*response_headers, _UNAUTHORIZED]
-            )
+            await _unauthorized(send, request_id, rejected, response_headers)
             return
 
         # The rate-limit round trip starts now, named by the key's hash: the key's row is read, and a lone
@@ -150,9 +148,7 @@ class ApiGuardMiddleware(ASGIMiddleware):
                 client = await authenticate(self.engine, key_hash)
             except KeyRejected as rejected:
                 self.limiter.forget(pending)
-                await _problem(
-                    send, request_id, 401, rejected.code, rejected.detail, [*response_headers, _UNAUTHORIZED]
-                )
+                await _unauthorized(send, request_id, rejected, response_headers)
                 return
             except (OperationalError, DBAPIError, OSError):
                 detail = "The service is temporarily unavailable. Retry shortly."
@@ -310,6 +306,10 @@ def _add_headers(message: Message, headers: Headers) -> Message:
     if message["type"] == "http.response.start":
         message["headers"] = [*message.get("headers", []), *headers]
     return message
+
+
+async def _unauthorized(send: Send, request_id: str, rejected: KeyRejected, headers: Headers) -> None:
+    await _problem(send, request_id, 401, rejected.code, rejected.detail, [*headers, _UNAUTHORIZED])
 
 
 async def _problem(
