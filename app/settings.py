@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -10,8 +11,13 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# A staff session ends this long after sign-in, however active it is (SESSION_IDLE_MINUTES ends idle ones sooner).
+SESSION_LIFETIME_HOURS = 12
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".data"
+DEFAULT_GITHUB_PUBLIC_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
 
 
 class SettingsError(RuntimeError):
@@ -27,7 +33,27 @@ class Settings:
     secret_key: str
     port: int
     data_dir: Path
-    usage_retention_days: int = 90
+    # How long usage is kept: per-minute rows, hourly and daily rollups (pruned nightly by the worker).
+    usage_minute_retention_days: int = 7
+    usage_hourly_retention_days: int = 90
+    usage_daily_retention_months: int = 13
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed; none by default: the socket peer is the client.
+    trusted_proxies: tuple[Network, ...] = ()
+    # Off by default; when on, request lines are logged without their query strings.
+    access_log: bool = False
+    # A session ends after this long without a request, and in any case SESSION_LIFETIME_HOURS after sign-in.
+    session_idle_minutes: int = 60
+    # uvicorn worker processes of `python -m app.server`: WEB_CONCURRENCY, by default one per CPU.
+    web_concurrency: int = 1
+    # Where GitHub's secret-scanning public keys come from: the file when set (air-gapped installs, tests),
+    # else the URL.
+    github_secret_scanning_keys_url: str = DEFAULT_GITHUB_PUBLIC_KEYS_URL
+    github_secret_scanning_keys_file: Path | None = None
+
+    @property
+    def forwarded_allow_ips(self) -> str:
+        """TRUSTED_PROXIES as uvicorn's --forwarded-allow-ips reads it."""
+        return ",".join(str(network) for network in self.trusted_proxies)
 
     @property
     def is_production(self) -> bool:
@@ -54,14 +80,33 @@ class Settings:
             secret_key = _dev_secret_key(data_dir)
         elif len(secret_key) < 32:
             raise SettingsError("SECRET_KEY must be at least 32 characters")
-        retention_text = env.get("USAGE_RETENTION_DAYS", "90").strip() or "90"
-        if not (retention_text.isascii() and retention_text.isdigit()) or int(retention_text) < 1:
+        minute_days = _positive_whole(env, "USAGE_MINUTE_RETENTION_DAYS", 7, "days")
+        hourly_days = _positive_whole(env, "USAGE_HOURLY_RETENTION_DAYS", 90, "days")
+        daily_months = _positive_whole(env, "USAGE_DAILY_RETENTION_MONTHS", 13, "months")
+        idle_text = env.get("SESSION_IDLE_MINUTES", "60").strip() or "60"
+        if (
+            not (idle_text.isascii() and idle_text.isdigit())
+            or not 1 <= int(idle_text) <= SESSION_LIFETIME_HOURS * 60
+        ):
             raise SettingsError(
-                f"USAGE_RETENTION_DAYS must be a whole number of days, not {retention_text!r}"
+                f"SESSION_IDLE_MINUTES must be a whole number of minutes from 1 to {SESSION_LIFETIME_HOURS * 60}"
+                f" (the session lifetime), not {idle_text!r}"
             )
+        concurrency_text = env.get("WEB_CONCURRENCY", "").strip() or str(os.cpu_count() or 1)
+        if not (concurrency_text.isascii() and concurrency_text.isdigit()) or int(concurrency_text) < 1:
+            raise SettingsError(
+                f"WEB_CONCURRENCY must be a whole number of worker processes, not {concurrency_text!r}"
+            )
+        access_log_text = env.get("ACCESS_LOG", "").strip().lower()
+        if access_log_text not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
+            raise SettingsError(f"ACCESS_LOG must be 1 or 0, not {access_log_text!r}")
         redis_url = env.get("REDIS_URL", "").strip()
         if not redis_url and app_env == "production":
             raise SettingsError("REDIS_URL is required when APP_ENV=production")
+        keys_url = env.get("GITHUB_SECRET_SCANNING_KEYS_URL", "").strip() or DEFAULT_GITHUB_PUBLIC_KEYS_URL
+        if not keys_url.startswith(("https://", "http://")):
+            raise SettingsError(f"GITHUB_SECRET_SCANNING_KEYS_URL must be an http(s) URL, not {keys_url!r}")
+        keys_file = env.get("GITHUB_SECRET_SCANNING_KEYS_FILE", "").strip()
         return cls(
             app_env="production" if app_env == "production" else "dev",
             database_url=normalize_database_url(env.get("DATABASE_URL", "").strip(), data_dir),
@@ -70,8 +115,39 @@ class Settings:
             secret_key=secret_key,
             port=int(port_text),
             data_dir=data_dir,
-            usage_retention_days=int(retention_text),
+            usage_minute_retention_days=minute_days,
+            usage_hourly_retention_days=hourly_days,
+            usage_daily_retention_months=daily_months,
+            trusted_proxies=parse_trusted_proxies(env.get("TRUSTED_PROXIES", "")),
+            access_log=access_log_text in ("1", "true", "yes", "on"),
+            session_idle_minutes=int(idle_text),
+            web_concurrency=int(concurrency_text),
+            github_secret_scanning_keys_url=keys_url,
+            github_secret_scanning_keys_file=Path(keys_file) if keys_file else None,
         )
+
+
+def _positive_whole(env: Mapping[str, str], name: str, default: int, unit: str) -> int:
+    text = env.get(name, "").strip() or str(default)
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise SettingsError(f"{name} must be a whole number of {unit}, not {text!r}")
+    return int(text)
+
+
+def parse_trusted_proxies(text: str) -> tuple[Network, ...]:
+    """Comma-separated IP addresses and CIDR networks; anything else stops the app (a typo would silently
+    trust nobody, or, worse, be read as something else)."""
+    networks: list[Network] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"TRUSTED_PROXIES must list IP addresses or networks (e.g. 10.0.0.0/8,192.0.2.7), not {item!r}"
+            ) from None
+    return tuple(networks)
 
 
 def normalize_database_url(url: str, data_dir: Path) -> str:

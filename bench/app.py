@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -27,14 +28,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.guard import ApiRequest
-from app.api.pagination import DEFAULT_LIMIT, Cursor, Limit, PageRequest
+from app.api.pagination import DEFAULT_LIMIT, Cursor, Limit
+from app.api.v1.schemas import ServiceList, ServiceOut
 from app.asgi import create_app
+from app.domain.accounts.models import Organization
+from app.domain.api_keys.authentication import ApiClient
 from app.domain.api_keys.models import ApiKey
-from app.domain.booking import services
-from app.domain.booking.models import Service
-from app.domain.booking.schemas import ServiceList, ServiceOut
+from app.domain.api_keys.rate_limit import RateLimiter
+from app.domain.booking.reads import BookingReads, ServiceRow
 from app.domain.usage.models import minute_of, usage_counts
 from app.domain.usage.recorder import UsageRecorder
+from app.lib.pagination import PageRequest, page_in
+from app.lib.redis_pipe import RedisPipe
 from app.settings import get_settings
 from app.workers import create_queue
 
@@ -51,10 +56,10 @@ def _fixed_organization() -> uuid.UUID:
 
 
 async def _list_services(
-    db_session: AsyncSession, organization_id: uuid.UUID, limit: int, cursor: str | None
+    booking_reads: BookingReads, client: ApiClient, limit: int, cursor: str | None
 ) -> ServiceList:
     """Exactly the body of CatalogController.list_services."""
-    page = await services.list_active(db_session, Service, organization_id, PageRequest.of(limit, cursor))
+    page = page_in(await booking_reads.services(client), PageRequest.of(limit, cursor), _id)
     return ServiceList(
         data=[ServiceOut.of(item) for item in page.items],
         has_more=page.has_more,
@@ -62,7 +67,15 @@ async def _list_services(
     )
 
 
+def _id(item: ServiceRow) -> uuid.UUID:
+    return item.id
+
+
 def noauth_handler(organization_id: uuid.UUID) -> Any:
+    # The caller the guard would have found, with the organization's catalog version read once (the bench
+    # writes no catalog while it runs): the twin shares the handler's catalog cache entry.
+    clients: list[ApiClient] = []
+
     # Outside /api, so the staff session and CSRF middleware would apply (and set a CSRF cookie on every
     # response): these opts switch them off, as PUBLIC_PATHS does for /api routes.
     @get(
@@ -72,10 +85,24 @@ def noauth_handler(organization_id: uuid.UUID) -> Any:
     )
     async def services_noauth(
         db_session: NamedDependency[AsyncSession],
+        booking_reads: NamedDependency[BookingReads],
         limit: FromQuery[Limit] = DEFAULT_LIMIT,
         cursor: FromQuery[Cursor] = None,
     ) -> ServiceList:
-        return await _list_services(db_session, organization_id, limit, cursor)
+        if not clients:
+            organization = await db_session.get_one(Organization, organization_id)
+            clients.append(
+                ApiClient(
+                    key_id=organization_id,
+                    organization_id=organization_id,
+                    scopes=frozenset({"read"}),
+                    allowed_origins=frozenset(),
+                    rate_limit_per_minute=0,
+                    time_zone=organization.time_zone,
+                    catalog_version=organization.catalog_version,
+                )
+            )
+        return await _list_services(booking_reads, clients[0], limit, cursor)
 
     return services_noauth
 
@@ -98,13 +125,14 @@ async def ping_noauth() -> dict[str, str]:
 async def naive_services(
     request: ApiRequest,
     db_session: NamedDependency[AsyncSession],
+    booking_reads: NamedDependency[BookingReads],
     limit: FromQuery[Limit] = DEFAULT_LIMIT,
     cursor: FromQuery[Cursor] = None,
 ) -> ServiceList:
     """The catalog, then this request's usage written in the request's own transaction."""
     started = time.perf_counter()
     api_client = request.auth
-    result = await _list_services(db_session, api_client.organization_id, limit, cursor)
+    result = await _list_services(booking_reads, api_client, limit, cursor)
     now = datetime.now(UTC)
     insert = postgresql.insert if db_session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = insert(usage_counts).values(
@@ -134,7 +162,7 @@ class DiscardingRecorder(UsageRecorder):
     """A recorder that drops every event: the naive app writes usage itself."""
 
     def record(
-        self, key_id: uuid.UUID, at: float, method: str, route: str, status: int, latency_us: int
+        self, key_id: uuid.UUID, at: float, method: str, route: str, status: int | str, latency_us: int
     ) -> None:
         return None
 
@@ -145,7 +173,8 @@ class DiscardingRecorder(UsageRecorder):
         return None
 
 
-def create_bench_app() -> Litestar:
+def create_bench_app(rate_limiter: Callable[[RedisPipe], RateLimiter] = RateLimiter) -> Litestar:
+    """`rate_limiter`: bench.limiter compares the app's limiter with the one it replaced."""
     settings = get_settings()
     twin = noauth_handler(_fixed_organization())
     if os.environ.get("BENCH_VARIANT", "batched") == "naive":
@@ -157,4 +186,9 @@ def create_bench_app() -> Litestar:
             extra_api_handlers=[naive_services, ping],
             usage_recorder=recorder,
         )
-    return create_app(settings, extra_route_handlers=[twin, ping_noauth], extra_api_handlers=[ping])
+    return create_app(
+        settings,
+        extra_route_handlers=[twin, ping_noauth],
+        extra_api_handlers=[ping],
+        rate_limiter=rate_limiter,
+    )

@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from app.db import create_alchemy_config, transaction
 from app.domain.usage.models import usage_counts
 from app.domain.usage.recorder import BATCH_SIZE, FOLD_JOB, JOB_OPTIONS, UsageEvent
-from app.redis_client import create_redis
+from app.lib.db import create_alchemy_config, transaction
+from app.lib.redis_client import create_redis
 from app.settings import Settings
 from app.workers import QUEUE_NAME, create_queue
 from bench.loadgen import percentiles

@@ -27,9 +27,9 @@ from sqlalchemy.engine import make_url
 
 from app.domain.api_keys import rules
 from app.domain.api_keys.rate_limit import RateLimiter
-from app.redis_pipe import RedisPipe
+from app.lib.redis_pipe import RedisPipe
 from bench.app import NOAUTH_PATH, PING_NOAUTH_PATH, PING_PATH, create_bench_app
-from bench.micro import LOOKUP_SQL, made_up_key_hashes
+from bench.micro import LOOKUP_SQL, made_up_key_ids
 
 ROUTES = {
     "guarded": "/api/v1/services",
@@ -131,15 +131,14 @@ async def latency(app: Litestar, path: str, keys: list[str], requests: int) -> f
 
 class BareOperations:
     """The guard's two I/O operations with nothing around them, one at a time: the indexed SELECT by hash with
-    sqlite3 on the same database file, and the rate-limit MULTI round trip written at once on a RedisPipe
-    of its own (as the guard writes a lone request's). Timed in the same rounds as the lone requests, so
+    sqlite3 on the same database file, and the rate-limit script's round trip on a RedisPipe of its own. Timed in the same rounds as the lone requests, so
     that the box's speed, which drifts from minute to minute, is the same on both sides of the ratio."""
 
     def __init__(self, database_path: str, redis_url: str, keys: list[str]) -> None:
         self._connection = sqlite3.connect(database_path, isolation_level=None, check_same_thread=False)
         self._sql = LOOKUP_SQL.format(param="?")
         self._hashes = [rules.hash_key(key) for key in keys]
-        self._counters = made_up_key_hashes(len(keys))
+        self._key_ids = made_up_key_ids(len(keys))
         self._pipe = RedisPipe(redis_url)
         self._limiter = RateLimiter(self._pipe)
 
@@ -148,8 +147,7 @@ class BareOperations:
         for n in range(operations):
             if self._connection.execute(self._sql, (self._hashes[n % len(self._hashes)],)).fetchone() is None:
                 raise RuntimeError("a bench key is missing from the database")
-            pending = self._limiter.start(self._counters[n % len(self._counters)], alone=True)
-            if await self._limiter.decision(pending, 10**9) is None:
+            if await self._limiter.hit(self._key_ids[n % len(self._key_ids)], 1000) is None:
                 raise RuntimeError("no reply from Redis")
         return (time.perf_counter() - started) / operations * 1e6
 
@@ -211,8 +209,10 @@ async def main(keys: list[str], requests: int, rounds: int) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
-    database_url, redis_url, keys_file, org_id = sys.argv[1:5]
+def configure_from_argv(argv: list[str]) -> list[str]:
+    """`DATABASE_URL REDIS_URL KEYS_FILE ORG_ID`: the environment the bench app reads its settings from;
+    returns the keys."""
+    database_url, redis_url, keys_file, org_id = argv[:4]
     os.environ.update(
         {
             "APP_ENV": "dev",
@@ -223,7 +223,11 @@ if __name__ == "__main__":
             "DATA_DIR": str(Path(keys_file).parent),
         }
     )
-    key_list = Path(keys_file).read_text().split()
+    return Path(keys_file).read_text().split()
+
+
+if __name__ == "__main__":
+    key_list = configure_from_argv(sys.argv[1:])
     requests = int(os.environ.get("INPROC_REQUESTS", "2000"))
     rounds = int(os.environ.get("INPROC_ROUNDS", "5"))
     print(json.dumps(uvloop.run(main(key_list, requests, rounds)), indent=2))

@@ -23,9 +23,15 @@ from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
 from app.domain.api_keys import rules
-from app.domain.api_keys.rate_limit import WINDOW_SECONDS, RateLimiter
-from app.redis_client import create_redis
-from app.redis_pipe import RedisPipe
+from app.domain.api_keys.rate_limit import (
+    SCRIPT_SHA,
+    SLIDING_WINDOW_SCRIPT,
+    WINDOW_SECONDS,
+    RateLimiter,
+    log_key,
+)
+from app.lib.redis_client import create_redis
+from app.lib.redis_pipe import RedisPipe
 
 LOOKUP_SQL = (
     "SELECT id, organization_id, scopes, allowed_origins, rate_limit_per_minute, expires_at, revoked_at "
@@ -33,9 +39,9 @@ LOOKUP_SQL = (
 )
 
 
-def made_up_key_hashes(count: int) -> list[str]:
-    """Counter names for the limiter that no bench key uses, so that timing it uses up no key's limit."""
-    return [uuid.uuid4().hex * 2 for _ in range(count)]
+def made_up_key_ids(count: int) -> list[uuid.UUID]:
+    """Key ids for the limiter that no bench key has, so that timing it uses up no key's limit."""
+    return [uuid.uuid4() for _ in range(count)]
 
 
 def _cost(operations: int, cpu: float, wall: float) -> dict[str, float]:
@@ -92,29 +98,25 @@ async def postgres_lookup(url: str, hashes: list[str], concurrency: int) -> dict
         await pool.close()
 
 
-async def redis_multi(client: Redis, concurrency: int) -> dict[str, float]:
-    """redis-py's transactional pipeline: INCR + EXPIRE NX in MULTI/EXEC."""
-    ids = [uuid.uuid4().hex for _ in range(2000)]
+async def redis_script(client: Redis, concurrency: int) -> dict[str, float]:
+    """The rate-limit script through redis-py's client (EVALSHA; loaded by the warm-up's first call)."""
+    ids = made_up_key_ids(2000)
+    await client.script_load(SLIDING_WINDOW_SCRIPT)
 
     async def hit(n: int) -> object:
-        key = f"rl:bench-micro:{ids[n % len(ids)]}"
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_SECONDS * 2, nx=True)
-            return await pipe.execute()
+        key = log_key(ids[n % len(ids)])
+        return await client.evalsha(SCRIPT_SHA, 1, key, 1000, str(WINDOW_SECONDS * 1_000_000))  # type: ignore[misc]
 
     return await time_async(hit, 10_000, concurrency)
 
 
-async def limiter_multi(redis_url: str, concurrency: int) -> dict[str, float]:
-    """The same MULTI/EXEC as the app's RateLimiter sends, through its own pipelined connection."""
+async def limiter_script(redis_url: str, concurrency: int) -> dict[str, float]:
+    """The app's RateLimiter deciding, through its own pipelined connection."""
     pipe = RedisPipe(redis_url)
     limiter = RateLimiter(pipe)
-    hashes = made_up_key_hashes(2000)
+    ids = made_up_key_ids(2000)
     try:
-        return await time_async(
-            lambda n: limiter.decision(limiter.start(hashes[n % len(hashes)]), 10**9), 10_000, concurrency
-        )
+        return await time_async(lambda n: limiter.hit(ids[n % len(ids)], 1000), 10_000, concurrency)
     finally:
         await pipe.close()
 
@@ -123,10 +125,10 @@ async def _async_parts(database_url: str, redis_url: str, hashes: list[str]) -> 
     results: dict[str, object] = {}
     client = create_redis(redis_url)
     try:
-        results["redis_multi_sequential"] = await redis_multi(client, 1)
-        results["redis_multi_32_in_flight"] = await redis_multi(client, 32)
-        results["redis_multi_lean_sequential"] = await limiter_multi(redis_url, 1)
-        results["redis_multi_lean_32_in_flight"] = await limiter_multi(redis_url, 32)
+        results["redis_script_sequential"] = await redis_script(client, 1)
+        results["redis_script_32_in_flight"] = await redis_script(client, 32)
+        results["redis_script_lean_sequential"] = await limiter_script(redis_url, 1)
+        results["redis_script_lean_32_in_flight"] = await limiter_script(redis_url, 32)
     finally:
         await client.aclose()
     if database_url.startswith("postgresql"):

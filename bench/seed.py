@@ -12,11 +12,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from app.db import create_alchemy_config, transaction
 from app.demo import DEMO_ORGANIZATION, demo_services
 from app.domain.accounts.services import OrganizationService
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
+from app.lib.db import create_alchemy_config, transaction
 from app.settings import PROJECT_ROOT, Settings, normalize_database_url
 
 

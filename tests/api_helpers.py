@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 import uuid
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Litestar
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
-from app.db import transaction
 from app.domain.api_keys import rules
+from app.domain.api_keys.authentication import KeyStore
 from app.domain.api_keys.models import ApiKey
 from app.domain.api_keys.services import ApiKeyService
 from app.domain.audit.services import CLI_ACTOR
 from app.domain.booking.models import Package, Service
-from tests.conftest import Staff, alchemy_of
+from app.domain.booking.reads import BookingReads
+from app.lib.db import transaction
+from app.lib.writes import writes_for
+from app.web.health import HealthCheck
+from tests.fixtures.app import alchemy_of, app_engine
+from tests.fixtures.staff import Staff
 
 
 async def make_key(
@@ -32,7 +38,9 @@ async def make_key(
         request = rules.validate_key_request(
             name="Test key", scopes=scopes, origins=origins, rate_limit=rate_limit, expires_in_days=None
         )
-        issued = await ApiKeyService(session=session).issue(staff.organization.id, request, actor=CLI_ACTOR)
+        issued = await ApiKeyService(session=session).issue(
+            staff.organization.id, request, actor=CLI_ACTOR, now=datetime.now(UTC)
+        )
         if expires_at is not None:
             await session.execute(
                 update(ApiKey).where(ApiKey.id == issued.api_key.id).values(expires_at=expires_at)
@@ -89,13 +97,6 @@ def bearer(key: str, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}", **extra}
 
 
-def wait_for_a_fresh_window(margin_s: float = 5.0) -> None:
-    """Rate limits count per wall-clock minute: start a counting test well inside one."""
-    into_minute = time.time() % 60
-    if into_minute > 60 - margin_s:
-        time.sleep(60 - into_minute + 0.05)
-
-
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -112,3 +113,32 @@ async def key_id_of(app: Litestar, key: str) -> uuid.UUID:
         key_id = await session.scalar(select(ApiKey.id).where(ApiKey.key_hash == rules.hash_key(key)))
     assert key_id is not None
     return key_id
+
+
+@contextlib.contextmanager
+def recorded_sql(app: Litestar) -> Iterator[list[str]]:
+    """Every statement the app sends while the block runs: its engine's, and those of the API key lookups,
+    the API's reads, the health check and the bookings, which run on read and write paths of their own and
+    are seen through the `on_statement` hooks of the key store, the booking reads, the health check and the
+    write path."""
+    statements: list[str] = []
+    engine = app_engine(app).sync_engine
+    store: KeyStore = app.state["key_store"]
+    reads: BookingReads = app.state["booking_reads"]
+    writes = writes_for(app_engine(app))
+    health: HealthCheck = app.state["health_check"]
+
+    def on_cursor(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", on_cursor)
+
+    def on_statement(sql: str, _parameters: Any) -> None:
+        statements.append(sql)
+
+    store.on_statement = reads.on_statement = writes.on_statement = health.on_statement = on_statement
+    try:
+        yield statements
+    finally:
+        store.on_statement = reads.on_statement = writes.on_statement = health.on_statement = None
+        event.remove(engine, "before_cursor_execute", on_cursor)

@@ -11,9 +11,11 @@ from zoneinfo import ZoneInfo
 from litestar import Litestar
 from sqlalchemy import func, select
 
-from app.db import transaction
 from app.domain.booking.models import Closure, IdempotencyRecord, OpeningHours, Reservation, Service
-from tests.conftest import Staff, alchemy_of
+from app.lib.db import transaction
+from tests.api_helpers import add_services, service_row
+from tests.fixtures.app import alchemy_of
+from tests.fixtures.staff import Staff
 
 LONDON = ZoneInfo("Europe/London")
 EVERY_DAY = tuple(range(7))
@@ -36,6 +38,20 @@ async def add_opening_hours(
         )
 
 
+async def bookable_service(
+    app: Litestar,
+    staff: Staff,
+    hours: Iterable[tuple[str, str]] = (("09:00", "17:00"),),
+    weekdays: Iterable[int] = EVERY_DAY,
+    **overrides: Any,
+) -> Service:
+    """A studio with a bookable service: open `hours` on `weekdays` (Europe/London), and one active service
+    (an hour-long appointment every half hour, unless `overrides` say otherwise; see `service_row`)."""
+    await add_opening_hours(app, staff, hours, weekdays)
+    (service,) = await add_services(app, staff, service_row(staff, **overrides))
+    return service
+
+
 async def add_closure(app: Litestar, staff: Staff, first: date, last: date) -> None:
     async with transaction(alchemy_of(app)) as session:
         session.add(
@@ -52,6 +68,8 @@ async def add_reservation(
     party_size: int = 1,
     api_key_id: uuid.UUID | None = None,
     customer_name: str = "Ada Lovelace",
+    customer_phone: str | None = None,
+    notes: str = "",
 ) -> Reservation:
     """A reservation written straight to the database: the past, or seats taken before a test."""
     reservation = Reservation(
@@ -64,8 +82,8 @@ async def add_reservation(
         status="confirmed",
         customer_name=customer_name,
         customer_email="ada@example.com",
-        customer_phone=None,
-        notes="",
+        customer_phone=customer_phone,
+        notes=notes,
     )
     async with transaction(alchemy_of(app)) as session:
         session.add(reservation)

@@ -1,1 +1,1 @@
-"""The Public Booking API: its guard, its errors and its documentation. Endpoints live in their domains."""
+"""The Public Booking API: its guard, its errors (problems.py), its router and documentation, and in v1/ its endpoints."""

@@ -1,12 +1,10 @@
 """The guard in front of every /api/v1 route: CORS, the key, its origins, its rate limit and the route's scope.
 
 The checks come in the order the help page's promises depend on: key (401), origin (403), rate limit (429),
-scope (403). Their cost is one indexed lookup by key hash and one Redis round trip; everything else is
-in-process. The round trip starts first, as soon as the key is known to be well formed (the counter is
-named by the key's hash), so the lookup happens while it travels; every request made with an existing key
-counts toward its limit, whatever its answer. A read (GET, HEAD) that is the only request in progress also
-runs its handler during the round trip, and its response is sent, or replaced by the 429, once the count
-is back; every other request waits for the count first.
+scope (403), one after the other. Their cost is one indexed lookup by key hash, then one Redis round trip
+for the rate limit, counted by the key's id; everything else is in-process. A request counts toward its
+key's limit once it is admitted by it, whatever its answer then (403 for a scope, 404, 422 ...); a request
+refused for its origin or its rate limit does not count.
 """
 
 from __future__ import annotations
@@ -14,9 +12,13 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC
+from email.utils import format_datetime
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.middleware import ASGIMiddleware
 from litestar.types import (
@@ -24,32 +26,44 @@ from litestar.types import (
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
     Message,
+    Method,
     Receive,
     Scope,
     Send,
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.problems import PROBLEM_MEDIA_TYPE, problem_body
-from app.domain.api_keys.authentication import ApiClient, KeyRejected, authenticate, checked_hash
-from app.domain.api_keys.rate_limit import WINDOW_SECONDS, PendingHit, RateLimitDecision, RateLimiter
-from app.domain.usage.recorder import UsageRecorder
+from app.api.problems import (
+    PROBLEM_MEDIA_TYPE,
+    RETRY_AFTER_SECONDS,
+    WWW_AUTHENTICATE,
+    problem_dict,
+    status_of,
+)
+from app.api.screening import screen
+from app.domain.api_keys.authentication import ApiClient, KeyStore, checked_hash
+from app.domain.api_keys.rate_limit import RateLimitDecision, RateLimiter
+from app.domain.errors import FieldError, KeyRejected
+from app.domain.usage.recorder import REFUSED_EXPIRED, REFUSED_REVOKED, UsageRecorder
 
 REQUEST_ID_STATE_KEY = "request_id"
 SCOPE_OPT_KEY = "scope"
+# The scope of an endpoint any valid key may call (GET /api/v1/key).
+ANY_SCOPE = "any"
 
-ALLOWED_METHODS = "GET, POST, OPTIONS"
+ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
 ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key"
 EXPOSED_HEADERS = (
     "RateLimit, RateLimit-Policy, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, "
-    "Retry-After, Location, X-Request-Id, Idempotent-Replayed"
+    "Retry-After, Location, X-Request-Id, Idempotent-Replayed, Sunset"
 )
 PREFLIGHT_MAX_AGE = "600"
-# Requests that change nothing: their handler may run while the rate-limit round trip is on its way.
-_SAFE_METHODS = frozenset({"GET", "HEAD"})
+# Every read endpoint serves both.
+READ_METHODS: tuple[Method, ...] = ("GET", "HEAD")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_UNAUTHORIZED = (b"www-authenticate", b'Bearer realm="api"')
+_UNAUTHORIZED = (b"www-authenticate", WWW_AUTHENTICATE.encode())
+# draft-ietf-httpapi-ratelimit-headers: the 429's problem details name the policy it broke.
+_VIOLATED = {"violated-policies": ["default"]}
 
 Headers = list[tuple[bytes, bytes]]
 # What /api/v1 handlers take as `request`: its `auth` is the ApiClient the guard let through.
@@ -71,9 +85,10 @@ def cors_headers(origin: str | None) -> Headers:
     ]
 
 
-def rate_limit_headers(limit: int, decision: RateLimitDecision | None) -> Headers:
-    """The IETF httpapi RateLimit headers, and the X-RateLimit-* ones older clients read."""
-    headers = [_header("RateLimit-Policy", f'"default";q={limit};w={WINDOW_SECONDS}')]
+def rate_limit_headers(limit: int, window_s: int, decision: RateLimitDecision | None) -> Headers:
+    """The IETF httpapi RateLimit headers, and the X-RateLimit-* ones older clients read, with the same
+    values: r = requests left now, t = seconds until a next request would be admitted."""
+    headers = [_header("RateLimit-Policy", f'"default";q={limit};w={window_s}')]
     if decision is not None:  # unknown while Redis is unreachable: better absent than wrong
         headers += [
             _header("RateLimit", f'"default";r={decision.remaining};t={decision.reset_seconds}'),
@@ -100,14 +115,13 @@ def _request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, str]:
 
 
 class ApiGuardMiddleware(ASGIMiddleware):
-    def __init__(self, engine: AsyncEngine, limiter: RateLimiter, recorder: UsageRecorder) -> None:
-        self.engine = engine
+    def __init__(self, key_store: KeyStore, limiter: RateLimiter, recorder: UsageRecorder) -> None:
+        self.key_store = key_store
         self.limiter = limiter
         self.recorder = recorder
-        self.in_progress = 0  # requests of this process inside the guard
 
     def __deepcopy__(self, _memo: dict[int, Any]) -> ApiGuardMiddleware:
-        # Litestar deep-copies route handlers on registration; the engine and Redis client are shared, not copied.
+        # Litestar deep-copies route handlers on registration; the key store and Redis client are shared, not copied.
         return self
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
@@ -128,50 +142,54 @@ class ApiGuardMiddleware(ASGIMiddleware):
             ]
             await _respond(send, 204, response_headers, b"")
             return
+        if scope["query_string"] or "\x00" in scope["path"]:
+            refusal = screen(scope["path"], scope["query_string"], scope.get("path_params", {}))
+            if refusal is not None:
+                await _problem(
+                    send,
+                    request_id,
+                    refusal.status,
+                    refusal.code,
+                    refusal.detail,
+                    response_headers,
+                    refusal.errors,
+                )
+                return
 
         key = extract_key(headers.get(b"authorization"), headers.get(b"x-api-key"))
         try:
             if key is None:
                 detail = "Send your API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`."
                 raise KeyRejected("missing_api_key", detail)
-            key_hash = checked_hash(key)
+            client = await self.key_store.authenticate(checked_hash(key))
         except KeyRejected as rejected:
             await _unauthorized(send, request_id, rejected, response_headers)
+            if rejected.key_id is not None:  # a revoked or expired key: who still calls it is worth knowing
+                outcome = REFUSED_REVOKED if rejected.code == "key_revoked" else REFUSED_EXPIRED
+                self._record(scope, rejected.key_id, outcome, started)
+            return
+        except (OperationalError, DBAPIError, OSError):
+            detail = "The service is temporarily unavailable. Retry shortly."
+            retry = [*response_headers, _header("Retry-After", str(RETRY_AFTER_SECONDS))]
+            await _problem(send, request_id, 503, "service_unavailable", detail, retry)
             return
 
-        # The rate-limit round trip starts now, named by the key's hash: the key's row is read, and a lone
-        # read's handler runs, while it travels.
-        self.in_progress += 1
-        pending = self.limiter.start(key_hash, alone=self.in_progress == 1)
+        # From here on the request is the key's: it is counted in its usage whatever the outcome.
+        channel = _Channel(send)
         try:
-            try:
-                client = await authenticate(self.engine, key_hash)
-            except KeyRejected as rejected:
-                self.limiter.forget(pending)
-                await _unauthorized(send, request_id, rejected, response_headers)
-                return
-            except (OperationalError, DBAPIError, OSError):
-                detail = "The service is temporarily unavailable. Retry shortly."
-                await _problem(send, request_id, 503, "service_unavailable", detail, response_headers)
-                return
-            # From here on the request is the key's: it is counted in its usage whatever the outcome.
-            channel = _Channel(send)
-            try:
-                await self._serve_key(
-                    scope, receive, channel, next_app, client, pending, origin, response_headers
-                )
-            finally:
-                self.recorder.record(
-                    client.key_id,
-                    time.time(),
-                    str(scope.get("method", "GET")),
-                    scope.get("path_template", scope["path"]),
-                    channel.status,
-                    int((time.perf_counter() - started) * 1_000_000),
-                )
+            await self._serve_key(scope, receive, channel, next_app, client, origin, response_headers)
         finally:
-            self.in_progress -= 1
-            self.limiter.abandon(pending)  # a request that ended without its decision (refused, cancelled)
+            self._record(scope, client.key_id, channel.status, started)
+
+    def _record(self, scope: Scope, key_id: uuid.UUID, status: int | str, started: float) -> None:
+        self.recorder.record(
+            key_id,
+            time.time(),
+            str(scope.get("method", "GET")),
+            scope.get("path_template", scope["path"]),
+            status,
+            int((time.perf_counter() - started) * 1_000_000),
+        )
 
     async def _serve_key(
         self,
@@ -180,83 +198,45 @@ class ApiGuardMiddleware(ASGIMiddleware):
         channel: _Channel,
         next_app: ASGIApp,
         client: ApiClient,
-        pending: PendingHit,
         origin: str | None,
         response_headers: Headers,
     ) -> None:
         request_id: str = scope["state"][REQUEST_ID_STATE_KEY]
         limit = client.rate_limit_per_minute
+        window_s = self.limiter.window_s
+        if client.previous_secret_expires_at is not None:
+            # RFC 8594: the secret sent was rolled and stops working then; integrators see it in their logs.
+            sunset = format_datetime(client.previous_secret_expires_at.astimezone(UTC), usegmt=True)
+            response_headers = [*response_headers, _header("Sunset", sunset)]
         if client.allowed_origins and origin not in client.allowed_origins:
+            # Refused before the count: a copied key used from elsewhere cannot spend its owner's quota.
             detail = (
                 f"Origin {origin} is not allowed to use this API key."
                 if origin
                 else "This API key only accepts requests from its allowed origins, and the request has no Origin."
             )
-            headers = [*response_headers, *rate_limit_headers(limit, None)]
+            headers = [*response_headers, *rate_limit_headers(limit, window_s, None)]
             await _problem(channel, request_id, 403, "origin_not_allowed", detail, headers)
             return
 
+        decision = await self.limiter.hit(client.key_id, limit)
+        response_headers = [*response_headers, *rate_limit_headers(limit, window_s, decision)]
+        if decision is not None and not decision.allowed:
+            retry_after = decision.reset_seconds
+            detail = f"This API key allows {limit} requests per {_span(window_s)}. Retry in {retry_after} s."
+            headers = [*response_headers, _header("Retry-After", str(retry_after))]
+            await _problem(channel, request_id, 429, "rate_limited", detail, headers, extra=_VIOLATED)
+            return
         required = _required_scope(scope)
-
-        async def decide() -> Headers | None:
-            """Waits for the count; sends the 429 or 403 and returns None, or the response's extra headers."""
-            decision = await self.limiter.decision(pending, limit)
-            return await _refuse_if_needed(channel, request_id, client, required, decision, response_headers)
-
-        alone = self.in_progress == 1
-        if (
-            not alone
-            or scope.get("method") not in _SAFE_METHODS
-            or self.limiter.known_refused(pending.key_hash)
-        ):
-            # Decided before the handler does anything: a write; a key already over its limit; and any
-            # request while others are in progress. Running a handler during the round trip only pays when
-            # the process would otherwise sit idle: under concurrent load the waits already overlap across
-            # requests, and overlapping within each one cost ≈ 150 µs more CPU per catalog request in
-            # in-process A/B runs (thread hops and wake-ups no longer batched), for no latency gained.
-            allowed_with = await decide()
-            if allowed_with is None:
-                return
-            # The caller, as `request.auth` in handlers (ApiRequest). Not a dependency: Litestar resolves a
-            # handler's independent dependencies in an anyio task group, ~100 µs per request with two of them.
-            scope["auth"] = client
-            channel.extra_headers = allowed_with
-            await next_app(scope, receive, channel)
+        if required is not None and required not in client.scopes:
+            detail = f"This API key lacks the {required!r} scope this endpoint requires."
+            await _problem(channel, request_id, 403, "insufficient_scope", detail, response_headers)
             return
-        if required not in client.scopes:
-            await decide()
-            return
-
-        # A lone read: the handler runs while the rate-limit round trip is on its way, and its response waits
-        # for the decision. If the key turns out to be over its limit, the response is replaced by the 429
-        # (a read changes nothing), and this process decides the key's next requests first. A response
-        # ready before the count is held, and sent from here: waiting for the count deep inside the
-        # framework's send chain would cost more than the wait itself.
+        # The caller, as `request.auth` in handlers (ApiRequest). Not a dependency: Litestar resolves a
+        # handler's independent dependencies in an anyio task group, ~100 µs per request with two of them.
         scope["auth"] = client
-        held_start: Message | None = None
-        held_body: list[Message] = []
-        go_on: Headers | None = None
-
-        async def send_when_decided(message: Message) -> None:
-            nonlocal held_start, go_on
-            if message["type"] == "http.response.start":
-                if not pending.ready:
-                    held_start = message
-                    return
-                go_on = await decide()  # ready: no wait
-                if go_on is not None:
-                    await channel(_add_headers(message, go_on))
-            elif held_start is not None:
-                held_body.append(message)
-            elif go_on is not None:  # not the body of a response replaced by the 429
-                await channel(message)
-
-        await next_app(scope, receive, send_when_decided)
-        if held_start is not None:
-            go_on = await decide()
-            if go_on is not None:
-                for message in [_add_headers(held_start, go_on), *held_body]:
-                    await channel(message)
+        channel.extra_headers = response_headers
+        await next_app(scope, receive, channel)
 
 
 class _Channel:
@@ -274,48 +254,31 @@ class _Channel:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             if self.extra_headers:
-                _add_headers(message, self.extra_headers)
+                message["headers"] = [*message.get("headers", []), *self.extra_headers]
         await self.send(message)
 
 
-async def _refuse_if_needed(
-    send: Send,
-    request_id: str,
-    client: ApiClient,
-    required: str | None,
-    decision: RateLimitDecision | None,
-    response_headers: Headers,
-) -> Headers | None:
-    """Sends the 429 or the missing-scope 403 and returns None; or the headers for the handler's
-    response when the request may go on."""
-    limit = client.rate_limit_per_minute
-    response_headers = [*response_headers, *rate_limit_headers(limit, decision)]
-    if decision is not None and not decision.allowed:
-        detail = f"This API key allows {limit} requests per minute. Retry in {decision.reset_seconds} s."
-        headers = [*response_headers, _header("Retry-After", str(decision.reset_seconds))]
-        await _problem(send, request_id, 429, "rate_limited", detail, headers)
-        return None
-    if required not in client.scopes:
-        detail = f"This API key lacks the {required!r} scope this endpoint requires."
-        await _problem(send, request_id, 403, "insufficient_scope", detail, response_headers)
-        return None
-    return response_headers
-
-
-def _add_headers(message: Message, headers: Headers) -> Message:
-    if message["type"] == "http.response.start":
-        message["headers"] = [*message.get("headers", []), *headers]
-    return message
+def _span(window_s: int) -> str:
+    return "minute" if window_s == 60 else f"{window_s} s"
 
 
 async def _unauthorized(send: Send, request_id: str, rejected: KeyRejected, headers: Headers) -> None:
-    await _problem(send, request_id, 401, rejected.code, rejected.detail, [*headers, _UNAUTHORIZED])
+    await _problem(
+        send, request_id, status_of(rejected), rejected.code, rejected.detail, [*headers, _UNAUTHORIZED]
+    )
 
 
 async def _problem(
-    send: Send, request_id: str, status: int, code: str, detail: str, headers: Headers
+    send: Send,
+    request_id: str,
+    status: int,
+    code: str,
+    detail: str,
+    headers: Headers,
+    errors: Sequence[FieldError] = (),
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    body = problem_body(status, code, detail, request_id)
+    body = msgspec.json.encode(problem_dict(status, code, detail, request_id, errors, extra))
     all_headers = [
         _header("Content-Type", PROBLEM_MEDIA_TYPE),
         _header("Content-Length", str(len(body))),
@@ -332,6 +295,7 @@ async def _respond(send: Send, status: int, headers: Headers, body: bytes) -> No
 
 
 def _required_scope(scope: Scope) -> str | None:
-    """The scope the route declares; create_api_router makes sure every route declares one."""
+    """The scope the route declares; create_api_router makes sure every endpoint declares one. None: the
+    answers to unknown paths and methods, which need none."""
     scope_name: str | None = scope["route_handler"].opt.get(SCOPE_OPT_KEY)
-    return scope_name
+    return None if scope_name == ANY_SCOPE else scope_name

@@ -9,23 +9,25 @@ from litestar import Router
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import ControllerRouterHandler
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.guard import SCOPE_OPT_KEY, ApiGuardMiddleware
+from app.api.docs import SelfHostedSwaggerPlugin
+from app.api.fallback import fallback_handlers
+from app.api.guard import ANY_SCOPE, SCOPE_OPT_KEY, ApiGuardMiddleware
 from app.api.problems import problem_handler
-from app.domain.api_keys import rules
-from app.domain.api_keys.rate_limit import RateLimiter
-from app.domain.booking.controllers import (
+from app.api.v1 import API_PREFIX
+from app.api.v1.controllers import (
     AvailabilityController,
     CatalogController,
+    KeyController,
     ReservationsController,
 )
+from app.domain.api_keys import rules
+from app.domain.api_keys.authentication import KeyStore
+from app.domain.api_keys.rate_limit import RateLimiter
 from app.domain.usage.recorder import UsageRecorder
 
-API_PREFIX = "/api/v1"
 DOCS_PATH = "/api/docs"
 
 _RATE_LIMIT_HEADERS = [
@@ -37,16 +39,21 @@ _RATE_LIMIT_HEADERS = [
     ResponseHeader(
         name="RateLimit",
         documentation_only=True,
-        description='What is left of the window: `"default";r=<remaining>;t=<seconds to reset>`.',
+        description=(
+            'What is left: `"default";r=<requests left now>;t=<seconds until the next request would be '
+            "admitted>` (0 while requests are left)."
+        ),
     ),
     ResponseHeader(
-        name="X-RateLimit-Limit", documentation_only=True, description="Requests allowed per minute."
+        name="X-RateLimit-Limit",
+        documentation_only=True,
+        description="Requests allowed in any 60 seconds (a sliding window, not clock minutes).",
     ),
+    ResponseHeader(name="X-RateLimit-Remaining", documentation_only=True, description="Requests left now."),
     ResponseHeader(
-        name="X-RateLimit-Remaining", documentation_only=True, description="Requests left in this window."
-    ),
-    ResponseHeader(
-        name="X-RateLimit-Reset", documentation_only=True, description="Seconds until the window resets."
+        name="X-RateLimit-Reset",
+        documentation_only=True,
+        description="Seconds until the next request would be admitted (0 while requests are left).",
     ),
     ResponseHeader(
         name="X-Request-Id", documentation_only=True, description="Quote it when you contact support."
@@ -54,11 +61,11 @@ _RATE_LIMIT_HEADERS = [
 ]
 
 
-API_HANDLERS = [CatalogController, AvailabilityController, ReservationsController]
+API_HANDLERS = [CatalogController, AvailabilityController, ReservationsController, KeyController]
 
 
 def create_api_router(
-    engine: AsyncEngine,
+    key_store: KeyStore,
     limiter: RateLimiter,
     recorder: UsageRecorder,
     extra_handlers: Sequence[ControllerRouterHandler] = (),
@@ -66,7 +73,7 @@ def create_api_router(
     router = Router(
         path=API_PREFIX,
         route_handlers=[*API_HANDLERS, *extra_handlers],
-        middleware=[ApiGuardMiddleware(engine=engine, limiter=limiter, recorder=recorder)],
+        middleware=[ApiGuardMiddleware(key_store=key_store, limiter=limiter, recorder=recorder)],
         exception_handlers={
             HTTPException: problem_handler,
             NotFoundError: problem_handler,
@@ -81,10 +88,12 @@ def create_api_router(
                 "OPTIONS"
             }:  # Litestar's own, answered by the guard as CORS preflights
                 continue
-            if handler.opt.get(SCOPE_OPT_KEY) not in rules.SCOPES:
+            if handler.opt.get(SCOPE_OPT_KEY) not in (*rules.SCOPES, ANY_SCOPE):
                 raise RuntimeError(
-                    f"{handler} must declare the scope it needs: opt={{'scope': 'read' | 'write'}}"
+                    f"{handler} must declare the scope it needs: opt={{'scope': 'read' | 'write' | 'any'}}"
                 )
+    for handler in fallback_handlers(list(router.routes), API_PREFIX):
+        router.register(handler)
     return router
 
 
@@ -98,10 +107,11 @@ def create_openapi_config() -> OpenAPIConfig:
             "rate-limit headers."
         ),
         path=DOCS_PATH,
-        render_plugins=[SwaggerRenderPlugin(path="/")],
+        render_plugins=[SelfHostedSwaggerPlugin(path="/")],
         tags=[
             Tag(name="Catalog", description="Services and packages (Read scope)."),
             Tag(name="Availability", description="Free slots of a service (Read scope)."),
+            Tag(name="Key", description="The calling API key (any scope)."),
             Tag(
                 name="Reservations",
                 description="Book a slot (Write scope, with an `Idempotency-Key`) and read a reservation (Read).",

@@ -36,3 +36,14 @@ def local_time(moment: datetime, zone: tzinfo) -> str:
     """'Mon 2 Mar 2026, 09:30 GMT': a moment on the business's clock, with the zone's abbreviation."""
     local = moment.astimezone(zone)
     return f"{local:%a} {local.day} {local:%b %Y, %H:%M} {local.tzname()}"
+
+
+def local_date(moment: datetime, zone: tzinfo) -> str:
+    """'2 Mar 2026': the day on the business's clock."""
+    local = moment.astimezone(zone)
+    return f"{local.day} {local:%b %Y}"
+
+
+def time_tooltip(moment: datetime, zone: tzinfo) -> str:
+    """A tooltip's exact time: the business's clock first, UTC only beside it."""
+    return f"{local_time(moment, zone)} ({exact_time(moment)})"

@@ -18,24 +18,30 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import devsite
-from app.db import create_alchemy_config, transaction
 from app.demo import DEMO_PASSWORD, seed_demo
 from app.domain.accounts.models import Organization
 from app.domain.api_keys import rules
+from app.domain.api_keys.models import ApiKey
 from app.domain.api_keys.services import ApiKeyService
 from app.domain.audit.services import CLI_ACTOR
+from app.domain.booking.models import Reservation, Service
+from app.lib.db import create_alchemy_config, transaction
 from app.settings import PROJECT_ROOT, Settings
-from tests.conftest import DatabaseTemplate, fresh_database
+from tests.browser.a11y import SCREENS
+from tests.fixtures.database import DatabaseTemplate, fresh_database
+from tests.secret_scanning_helpers import GitHubSigner
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 INSTALL_HINT = "Browser tests need Debian's chromium: sudo apt-get install -y chromium"
@@ -87,6 +93,8 @@ class LiveApp:
     url: str
     settings: Settings
     log: Path
+    # Signs secret-scanning reports as GitHub would; the app reads its public key from a keys file.
+    github: GitHubSigner
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10)
@@ -103,12 +111,67 @@ class LiveApp:
                 async with transaction(alchemy) as session:
                     demo_id = await session.scalar(select(Organization.id).where(Organization.slug == "demo"))
                     assert demo_id is not None, "live_app seeds the demo organization"
-                    issued = await ApiKeyService(session=session).issue(demo_id, request, actor=CLI_ACTOR)
+                    issued = await ApiKeyService(session=session).issue(
+                        demo_id, request, actor=CLI_ACTOR, now=datetime.now(UTC)
+                    )
                     return issued.secret
             finally:
                 await alchemy.get_engine().dispose()
 
         return run_async(issue)
+
+    def change_key(self, secret: str, **columns: Any) -> None:
+        """Set a key's columns (expires_at, revoked_at) in the database, as time or another admin would."""
+
+        async def change() -> None:
+            alchemy = create_alchemy_config(self.settings)
+            try:
+                async with transaction(alchemy) as session:
+                    changed = await session.execute(
+                        update(ApiKey).where(ApiKey.key_hash == rules.hash_key(secret)).values(**columns)
+                    )
+                    assert changed.rowcount == 1  # type: ignore[attr-defined]
+            finally:
+                await alchemy.get_engine().dispose()
+
+        run_async(change)
+
+    def add_reservation(
+        self,
+        service_name: str,
+        start: datetime,
+        *,
+        customer_name: str,
+        phone: str | None = None,
+        notes: str = "",
+    ) -> str:
+        """A reservation of the demo organization written straight to the database; its public id."""
+
+        async def add() -> str:
+            alchemy = create_alchemy_config(self.settings)
+            try:
+                async with transaction(alchemy) as session:
+                    service = await session.scalar(select(Service).where(Service.name == service_name))
+                    assert service is not None, f"the demo has a service {service_name!r}"
+                    reservation = Reservation(
+                        organization_id=service.organization_id,
+                        service_id=service.id,
+                        start_at=start.astimezone(UTC),
+                        end_at=start.astimezone(UTC) + timedelta(minutes=service.duration_minutes),
+                        party_size=1,
+                        status="confirmed",
+                        customer_name=customer_name,
+                        customer_email=f"{customer_name.split()[0].lower()}@example.com",
+                        customer_phone=phone,
+                        notes=notes,
+                    )
+                    session.add(reservation)
+                    await session.flush()
+                    return reservation.public_id
+            finally:
+                await alchemy.get_engine().dispose()
+
+        return run_async(add)
 
 
 def _seed(settings: Settings) -> None:
@@ -158,10 +221,11 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -
     pytest.fail(f"the app did not answer /health within {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="package")
-def live_app(live_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    """The app under uvicorn and the SAQ worker, on the package's database and Redis, with the demo data."""
-    _seed(live_settings)
+@contextmanager
+def running_app(
+    settings: Settings, log: Path, github: GitHubSigner, *, worker: bool = True, **environment: str
+) -> Iterator[LiveApp]:
+    """The app under uvicorn (and, unless told otherwise, the SAQ worker) on `settings`, until the block ends."""
     port = free_port()
     env = {
         key: value
@@ -170,44 +234,61 @@ def live_app(live_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
     }
     env.update(
         APP_ENV="dev",
-        DATABASE_URL=live_settings.database_url,
-        REDIS_URL=live_settings.redis_url,
-        DATA_DIR=str(live_settings.data_dir),
-        SECRET_KEY=live_settings.secret_key,
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        DATA_DIR=str(settings.data_dir),
+        SECRET_KEY=settings.secret_key,
         PORT=str(port),
         LITESTAR_APP="app.asgi:create_app",
+        **environment,
     )
-    log = tmp_path_factory.mktemp("logs") / "app.log"
+    processes: list[subprocess.Popen[bytes]] = []
     with log.open("wb") as output:
-        web = subprocess.Popen(  # noqa: S603  (fixed executables from the venv)
-            [
-                str(BIN / "uvicorn"),
-                "--factory",
-                "app.asgi:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+        processes.append(
+            subprocess.Popen(  # noqa: S603  (fixed executables from the venv)
+                [
+                    str(BIN / "uvicorn"),
+                    "--factory",
+                    "app.asgi:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         )
-        worker = subprocess.Popen(  # noqa: S603
-            [str(BIN / "saq"), "app.workers.worker_settings"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    app = LiveApp(url=f"http://127.0.0.1:{port}", settings=live_settings, log=log)
+        if worker:
+            processes.append(
+                subprocess.Popen(  # noqa: S603
+                    [str(BIN / "saq"), "app.workers.worker_settings"],
+                    cwd=PROJECT_ROOT,
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    app = LiveApp(url=f"http://127.0.0.1:{port}", settings=settings, log=log, github=github)
     try:
-        _wait_until_healthy(app.url, web, log)
+        _wait_until_healthy(app.url, processes[0], log)
         yield app
     finally:
-        _stop(worker)
-        _stop(web)
+        for process in reversed(processes):
+            _stop(process)
+
+
+@pytest.fixture(scope="package")
+def live_app(live_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """The app under uvicorn and the SAQ worker, on the package's database and Redis, with the demo data."""
+    _seed(live_settings)
+    github = GitHubSigner()
+    keys_file = github.write_keys_file(live_settings.data_dir / "github-secret-scanning-keys.json")
+    log = tmp_path_factory.mktemp("logs") / "app.log"
+    with running_app(live_settings, log, github, GITHUB_SECRET_SCANNING_KEYS_FILE=str(keys_file)) as app:
+        yield app
 
 
 @pytest.fixture(scope="package")
@@ -232,6 +313,26 @@ def browser(playwright_driver: Playwright) -> Iterator[Browser]:
 
 
 NewContext = Callable[..., BrowserContext]
+
+
+@pytest.fixture(params=sorted(SCREENS))
+def screen(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs at 1280 px ("desktop") and at 390 px ("phone"): a11y.SCREENS."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def on_screen(new_context: NewContext, screen: str) -> NewContext:
+    """new_context at the screen's size (and, for the phone, with touch)."""
+
+    def make(**options: Any) -> BrowserContext:
+        size = {"viewport": SCREENS[screen]}
+        if screen == "phone":
+            size.update(has_touch=True, is_mobile=True, device_scale_factor=2)
+        return new_context(**{**size, **options})
+
+    return make
 
 
 @pytest.fixture

@@ -17,11 +17,12 @@ from tests.booking_helpers import (
     add_closure,
     add_opening_hours,
     add_reservation,
+    bookable_service,
     days_ahead,
     local,
     next_transition,
 )
-from tests.conftest import Staff
+from tests.fixtures.staff import Staff
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -32,11 +33,7 @@ NINE_TO_FIVE = [f"{hour:02}:{minute:02}" for hour in range(9, 16) for minute in 
 
 async def studio_with_service(app: Litestar, studio: Staff, **overrides: Any) -> Service:
     """Open 09:00-17:00 every day (Europe/London); an hour-long appointment every half hour."""
-    await add_opening_hours(app, studio, [("09:00", "17:00")])
-    (service,) = await add_services(
-        app, studio, service_row(studio, **({"booking_horizon_days": 400} | overrides))
-    )
-    return service
+    return await bookable_service(app, studio, **({"booking_horizon_days": 400} | overrides))
 
 
 async def fetch(

@@ -9,7 +9,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.api_helpers import add_package, add_services, assert_problem, bearer, make_key, service_row
-from tests.conftest import Staff
+from tests.fixtures.staff import Staff
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -60,6 +60,7 @@ async def test_services_are_the_organizations_active_ones(
         "booking_horizon_days": 60,
         "buffer_before_minutes": 0,
         "buffer_after_minutes": 0,
+        "cancellation_notice_minutes": 24 * 60,
     }
     one = await client.get(f"/api/v1/services/{massage.id}", headers=bearer(key))
     assert one.status_code == 200 and one.json()["name"] == "Massage"

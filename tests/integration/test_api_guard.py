@@ -5,26 +5,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
+import httpx
 import pytest
 import redis as redis_sync
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from app.asgi import create_app
-from app.db import transaction
 from app.domain.api_keys import rules
+from app.domain.api_keys.authentication import KeyStore
 from app.domain.api_keys.models import ApiKey
+from app.domain.api_keys.rate_limit import RateLimiter
 from app.domain.api_keys.services import ApiKeyService
 from app.domain.audit.services import CLI_ACTOR
+from app.lib.clock import SettableClock
+from app.lib.db import transaction
 from app.settings import Settings
-from tests.api_helpers import assert_problem, bearer, make_key, wait_for_a_fresh_window
-from tests.conftest import Staff, alchemy_of, app_engine, dispose_engines
-from tests.usage_helpers import eventually
+from tests.api_helpers import assert_problem, bearer, key_id_of, make_key, recorded_sql
+from tests.fixtures.app import alchemy_of, app_engine, dispose_engines
+from tests.fixtures.staff import Staff
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -35,6 +42,13 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def revoke(alchemy: SQLAlchemyAsyncConfig, key: str) -> None:
+    async with transaction(alchemy) as session:
+        service = ApiKeyService(session=session)
+        api_key = await service.get_one(ApiKey.key_hash == rules.hash_key(key))
+        await service.revoke(api_key, actor=CLI_ACTOR, now=datetime.now(UTC))
 
 
 async def test_missing_key_is_401(client: Client) -> None:
@@ -66,30 +80,23 @@ async def test_malformed_key_is_rejected_without_database_or_redis(
         key.replace("qv_pk_", "qv_sk_"),
     ]
 
-    statements: list[str] = []
-    engine = app_engine(app).sync_engine
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
     redis_client = redis_sync.Redis.from_url(redis_url)
     await client.get(SERVICES, headers=bearer(key))  # warm up: connections open, scripts loaded
-    event.listen(engine, "before_cursor_execute", count)
     redis_client.config_resetstat()
     try:
-        for candidate in candidates:
-            assert_problem(await client.get(SERVICES, headers=bearer(candidate)), 401, "invalid_api_key")
-        commands = redis_client.info("commandstats")
-        assert statements == []
-        # Only the INFO and CONFIG RESETSTAT this test sent itself.
-        assert all(name.startswith(("cmdstat_info", "cmdstat_config")) for name in commands), commands
+        with recorded_sql(app) as statements:
+            for candidate in candidates:
+                assert_problem(await client.get(SERVICES, headers=bearer(candidate)), 401, "invalid_api_key")
+            commands = redis_client.info("commandstats")
+            assert statements == []
+            # Only the INFO and CONFIG RESETSTAT this test sent itself.
+            assert all(name.startswith(("cmdstat_info", "cmdstat_config")) for name in commands), commands
 
-        # The same probes do see a valid key's lookup and counter, so their silence above means something.
-        await client.get(SERVICES, headers=bearer(key))
-        assert any("api_keys" in statement for statement in statements)
-        assert any(name.startswith("cmdstat_incr") for name in redis_client.info("commandstats"))
+            # The same probes do see a valid key's lookup and count, so their silence above means something.
+            await client.get(SERVICES, headers=bearer(key))
+            assert any("api_keys" in statement for statement in statements)
+            assert "cmdstat_evalsha" in redis_client.info("commandstats")
     finally:
-        event.remove(engine, "before_cursor_execute", count)
         redis_client.close()
 
 
@@ -98,26 +105,47 @@ async def test_unknown_key_is_401(client: Client) -> None:
     assert_problem(await client.get(SERVICES, headers=bearer(random_but_valid)), 401, "invalid_api_key")
 
 
-async def test_keys_that_are_not_valid_leave_no_rate_limit_counter(
+async def test_keys_that_are_not_valid_leave_nothing_in_redis(
     client: Client, app: Litestar, studio: Staff, redis_url: str
 ) -> None:
-    """The count starts before the key's row is read; a key that turns out unknown or expired has its
-    counter deleted, so made-up keys with a valid checksum leave nothing behind in Redis."""
+    """The count comes after the lookup, by key id: unknown, revoked and expired keys, and requests refused
+    for their origin, write nothing to Redis; a valid key's requests write its one log."""
     redis = redis_sync.Redis.from_url(redis_url, decode_responses=True)
-    before = set(redis.scan_iter("rl:*"))
+    before = set(redis.scan_iter("*"))
     valid = await make_key(app, studio)
     assert (await client.get(SERVICES, headers=bearer(valid))).status_code == 200
     expired = await make_key(app, studio, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    revoked = await make_key(app, studio)
+    await revoke(alchemy_of(app), revoked)
+    fenced = await make_key(app, studio, origins="https://shop.example")
     for _ in range(5):
         assert_problem(
             await client.get(SERVICES, headers=bearer(rules.generate_key())), 401, "invalid_api_key"
         )
     assert_problem(await client.get(SERVICES, headers=bearer(expired)), 401, "key_expired")
+    assert_problem(await client.get(SERVICES, headers=bearer(revoked)), 401, "key_revoked")
+    refused = await client.get(SERVICES, headers=bearer(fenced, Origin="https://evil.example"))
+    assert_problem(refused, 403, "origin_not_allowed")
+    rate_limit_keys = {name for name in set(redis.scan_iter("*")) - before if name.startswith("rl:")}
+    assert rate_limit_keys == {f"rl:{{{(await key_id_of(app, valid)).hex}}}"}
 
-    async def only_the_valid_key_is_counted() -> bool:
-        return [c.split(":")[1] for c in set(redis.scan_iter("rl:*")) - before] == [rules.hash_key(valid)]
 
-    await eventually(only_the_valid_key_is_counted, within_s=5)
+async def test_a_key_whose_secret_changes_keeps_its_count(
+    client: Client, app: Litestar, studio: Staff
+) -> None:
+    """Counted by the key's id, not its secret: a rolled key's two secrets share one limit."""
+    old_secret = await make_key(app, studio, rate_limit=2)
+    assert (await client.get(SERVICES, headers=bearer(old_secret))).status_code == 200
+    new_secret = rules.generate_key()
+    async with transaction(alchemy_of(app)) as session:
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.key_hash == rules.hash_key(old_secret))
+            .values(key_hash=rules.hash_key(new_secret))
+        )
+    last = await client.get(SERVICES, headers=bearer(new_secret))
+    assert last.status_code == 200 and last.headers["x-ratelimit-remaining"] == "0"
+    assert_problem(await client.get(SERVICES, headers=bearer(new_secret)), 429, "rate_limited")
 
 
 async def test_revocation_is_honoured_by_the_very_next_request(
@@ -125,9 +153,7 @@ async def test_revocation_is_honoured_by_the_very_next_request(
 ) -> None:
     key = await make_key(app, studio)
     assert (await client.get(SERVICES, headers=bearer(key))).status_code == 200
-    async with transaction(alchemy_of(app)) as session:
-        service = ApiKeyService(session=session)
-        await service.revoke(await service.get_one(ApiKey.key_hash == rules.hash_key(key)), actor=CLI_ACTOR)
+    await revoke(alchemy_of(app), key)
     assert_problem(await client.get(SERVICES, headers=bearer(key)), 401, "key_revoked")
 
 
@@ -137,9 +163,7 @@ async def test_revocation_from_another_process_is_seen_at_once(
     key = await make_key(app, studio)
     assert (await client.get(SERVICES, headers=bearer(key))).status_code == 200
     other_process = create_app(settings)  # its own engine and pool: no shared cache can hide the change
-    async with transaction(alchemy_of(other_process)) as session:
-        service = ApiKeyService(session=session)
-        await service.revoke(await service.get_one(ApiKey.key_hash == rules.hash_key(key)), actor=CLI_ACTOR)
+    await revoke(alchemy_of(other_process), key)
     await dispose_engines(other_process)
     assert_problem(await client.get(SERVICES, headers=bearer(key)), 401, "key_revoked")
 
@@ -149,6 +173,17 @@ async def test_expired_key_is_401(client: Client, app: Litestar, studio: Staff) 
     assert_problem(await client.get(SERVICES, headers=bearer(expired)), 401, "key_expired")
     valid = await make_key(app, studio, expires_at=datetime.now(UTC) + timedelta(minutes=5))
     assert (await client.get(SERVICES, headers=bearer(valid))).status_code == 200
+
+
+async def test_a_key_expires_once_the_clock_passes_its_expiry(
+    client: Client, app: Litestar, studio: Staff, clock: SettableClock
+) -> None:
+    key = await make_key(app, studio, expires_at=clock() + timedelta(hours=1))
+    assert (await client.get(SERVICES, headers=bearer(key))).status_code == 200
+    clock.advance(timedelta(minutes=59))
+    assert (await client.get(SERVICES, headers=bearer(key))).status_code == 200
+    clock.advance(timedelta(minutes=2))
+    assert_problem(await client.get(SERVICES, headers=bearer(key)), 401, "key_expired")
 
 
 async def test_deleted_key_is_401(client: Client, app: Litestar, studio: Staff) -> None:
@@ -206,25 +241,79 @@ async def test_burst_of_20_with_a_limit_of_5_lets_exactly_5_through(
     client: Client, app: Litestar, studio: Staff
 ) -> None:
     key = await make_key(app, studio, rate_limit=5)
-    wait_for_a_fresh_window()
     responses = await asyncio.gather(*(client.get(SERVICES, headers=bearer(key)) for _ in range(20)))
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200] * 5 + [429] * 15
     for response in responses:
         assert response.headers["ratelimit-policy"] == '"default";q=5;w=60'
         assert response.headers["x-ratelimit-limit"] == "5"
+        remaining, reset = response.headers["x-ratelimit-remaining"], response.headers["x-ratelimit-reset"]
+        assert response.headers["ratelimit"] == f'"default";r={remaining};t={reset}'
         if response.status_code == 429:
-            assert_problem(response, 429, "rate_limited")
-            retry_after = int(response.headers["retry-after"])
-            assert 1 <= retry_after <= 60
-            assert response.headers["x-ratelimit-remaining"] == "0"
-            assert response.headers["ratelimit"] == f'"default";r=0;t={response.headers["x-ratelimit-reset"]}'
-    remaining = sorted(int(r.headers["x-ratelimit-remaining"]) for r in responses if r.status_code == 200)
-    assert remaining == [0, 1, 2, 3, 4]
+            body = assert_problem(response, 429, "rate_limited")
+            assert body["violated-policies"] == ["default"]
+            # The oldest of the 5 leaves the window a minute after it was counted, a moment ago.
+            assert response.headers["retry-after"] == reset
+            assert 59 <= int(reset) <= 60 and remaining == "0"
+            assert f"Retry in {reset} s" in body["detail"]
+    served = sorted(
+        (int(r.headers["x-ratelimit-remaining"]), int(r.headers["x-ratelimit-reset"]))
+        for r in responses
+        if r.status_code == 200
+    )
+    # While some are left, the next request would be admitted at once (t=0); after the 5th, in a minute.
+    assert served[1:] == [(1, 0), (2, 0), (3, 0), (4, 0)] and served[0][0] == 0
+    assert 59 <= served[0][1] <= 60
+
+
+async def test_retry_after_is_honoured(settings: Settings, app: Litestar, studio: Staff) -> None:
+    """With a 2-second window (the limiter's parameter): a client that waits Retry-After is served."""
+    key = await make_key(app, studio, rate_limit=3)
+    short = create_app(settings, rate_limiter=partial(RateLimiter, window_s=2))
+    async with AsyncTestClient(short) as client:
+        statuses = [(await client.get(SERVICES, headers=bearer(key))).status_code for _ in range(3)]
+        refused = await client.get(SERVICES, headers=bearer(key))
+        assert statuses == [200] * 3
+        assert_problem(refused, 429, "rate_limited")
+        assert refused.headers["ratelimit-policy"] == '"default";q=3;w=2'
+        wait = int(refused.headers["retry-after"])
+        assert 1 <= wait <= 2
+        await asyncio.sleep(wait)
+        assert (await client.get(SERVICES, headers=bearer(key))).status_code == 200
+    await dispose_engines(short)
+
+
+async def test_bursts_either_side_of_a_window_boundary_get_the_limit_once(
+    settings: Settings, app: Litestar, studio: Staff
+) -> None:
+    """A counter reset at each clock window would serve both bursts; the sliding window serves one."""
+    key = await make_key(app, studio, rate_limit=5)
+    window_s = 4
+    short = create_app(settings, rate_limiter=partial(RateLimiter, window_s=window_s))
+    async with AsyncTestClient(short) as client:
+        boundary = (time.time() // window_s + 2) * window_s  # a clock window's end, 4 to 8 s from now
+        await asyncio.sleep(boundary - 0.5 - time.time())
+        before = await asyncio.gather(*(client.get(SERVICES, headers=bearer(key)) for _ in range(10)))
+        await asyncio.sleep(max(0.0, boundary + 0.3 - time.time()))
+        after = await asyncio.gather(*(client.get(SERVICES, headers=bearer(key)) for _ in range(10)))
+    await dispose_engines(short)
+    assert [r.status_code for r in before].count(200) == 5
+    assert [r.status_code for r in after] == [429] * 10, "the next clock window served another burst"
+
+
+async def test_two_web_processes_share_one_limit(
+    http: httpx.AsyncClient, app: Litestar, studio: Staff
+) -> None:
+    """A black-box burst against `uvicorn --workers 2`: the limit holds across the two processes."""
+    key = await make_key(app, studio, rate_limit=10)
+    responses = await asyncio.gather(*(http.get(SERVICES, headers=bearer(key)) for _ in range(60)))
+    assert sorted(r.status_code for r in responses) == [200] * 10 + [429] * 50
+    assert sorted(int(r.headers["x-ratelimit-remaining"]) for r in responses if r.status_code == 200) == list(
+        range(10)
+    )
 
 
 def _other_than_key_lookups(statements: list[str]) -> list[str]:
-    """With statement listeners attached, the key lookup runs in a short transaction of its own."""
     return [s for s in statements if "FROM api_keys" not in s and s not in ("BEGIN", "COMMIT", "ROLLBACK")]
 
 
@@ -232,15 +321,7 @@ async def test_once_a_key_is_refused_its_next_reads_are_refused_before_any_query
     client: Client, app: Litestar, studio: Staff
 ) -> None:
     key = await make_key(app, studio, rate_limit=1)
-    wait_for_a_fresh_window()
-    statements: list[str] = []
-    engine = app_engine(app).sync_engine
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with recorded_sql(app) as statements:
         assert (await client.get(SERVICES, headers=bearer(key))).status_code == 200
         assert _other_than_key_lookups(statements), "the catalog query is seen"
         assert_problem(await client.get(SERVICES, headers=bearer(key)), 429, "rate_limited")
@@ -250,23 +331,55 @@ async def test_once_a_key_is_refused_its_next_reads_are_refused_before_any_query
         # Only the key lookups: a flood past the limit costs the guard's work, not the handler's.
         assert len([s for s in statements if "FROM api_keys" in s]) == 3
         assert _other_than_key_lookups(statements) == []
+
+
+async def test_the_key_lookup_is_one_indexed_query_on_its_own_read_path(
+    client: Client, app: Litestar, studio: Staff
+) -> None:
+    key = await make_key(app, studio)
+    await client.get(SERVICES, headers=bearer(key))  # warm up: connections open
+    lookups: list[tuple[str, tuple[Any, ...]]] = []
+    on_engine: list[str] = []
+    store: KeyStore = app.state["key_store"]
+
+    def on_cursor(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        on_engine.append(statement)
+
+    engine = app_engine(app).sync_engine
+    event.listen(engine, "before_cursor_execute", on_cursor)
+    store.on_statement = lambda sql, parameters: lookups.append((sql, parameters))
+    try:
+        assert (await client.get(SERVICES, headers=bearer(key))).status_code == 200
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        store.on_statement = None
+        event.remove(engine, "before_cursor_execute", on_cursor)
+    # One statement by the unique key_hash index (or the previous secret's), joining only the key's
+    # organization (its time zone and catalog version), by its primary key: no ORM load of the key and its
+    # creator.
+    [(sql, parameters)] = lookups
+    assert set(parameters) == {rules.hash_key(key)}
+    assert (
+        "WHERE api_keys.key_hash =" in sql and "OR api_keys.previous_key_hash =" in sql and "users" not in sql
+    )
+    assert (
+        sql.count("JOIN") == 1 and "JOIN organizations ON organizations.id = api_keys.organization_id" in sql
+    )
+    # On a database file and on PostgreSQL it runs on a connection of its own, not the app's engine: the
+    # hook, not an engine listener, is what sees the path production takes.
+    assert not any("FROM api_keys" in statement for statement in on_engine), on_engine
 
 
 async def test_rate_limit_headers_on_every_guarded_response(
     client: Client, app: Litestar, studio: Staff
 ) -> None:
     key = await make_key(app, studio, rate_limit=100)
-    wait_for_a_fresh_window()
     ok = await client.get(SERVICES, headers=bearer(key))
     not_found = await client.get(f"{SERVICES}/nope", headers=bearer(key))
     invalid = await client.get(f"{SERVICES}?limit=0", headers=bearer(key))
     for response, remaining in ((ok, 99), (not_found, 98), (invalid, 97)):
         assert response.headers["ratelimit-policy"] == '"default";q=100;w=60'
-        reset = int(response.headers["x-ratelimit-reset"])
-        assert 1 <= reset <= 60
-        assert response.headers["ratelimit"] == f'"default";r={remaining};t={reset}'
+        assert response.headers["x-ratelimit-reset"] == "0"  # requests are left: the next is admitted now
+        assert response.headers["ratelimit"] == f'"default";r={remaining};t=0'
         assert response.headers["x-ratelimit-remaining"] == str(remaining)
         assert response.headers["x-ratelimit-limit"] == "100"
 
@@ -274,7 +387,6 @@ async def test_rate_limit_headers_on_every_guarded_response(
 async def test_limits_are_per_key(client: Client, app: Litestar, studio: Staff) -> None:
     first = await make_key(app, studio, rate_limit=1)
     second = await make_key(app, studio, rate_limit=1)
-    wait_for_a_fresh_window()
     assert (await client.get(SERVICES, headers=bearer(first))).status_code == 200
     assert (await client.get(SERVICES, headers=bearer(first))).status_code == 429
     assert (await client.get(SERVICES, headers=bearer(second))).status_code == 200
@@ -282,7 +394,6 @@ async def test_limits_are_per_key(client: Client, app: Litestar, studio: Staff) 
 
 async def test_500_concurrent_requests_all_succeed(client: Client, app: Litestar, studio: Staff) -> None:
     key = await make_key(app, studio, rate_limit=1000)
-    wait_for_a_fresh_window(margin_s=15)
     responses = await asyncio.gather(*(client.get(SERVICES, headers=bearer(key)) for _ in range(500)))
     assert [r.status_code for r in responses].count(200) == 500
 
@@ -298,7 +409,7 @@ async def test_preflight_is_answered_without_a_key(client: Client) -> None:
     )
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == "https://widget.example"
-    assert response.headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+    assert response.headers["access-control-allow-methods"] == "GET, HEAD, POST, OPTIONS"
     allowed = {h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")}
     assert allowed == {"authorization", "content-type", "idempotency-key", "x-api-key"}
     assert int(response.headers["access-control-max-age"]) > 0
@@ -307,7 +418,6 @@ async def test_preflight_is_answered_without_a_key(client: Client) -> None:
 
 async def test_cors_headers_on_success_and_errors(client: Client, app: Litestar, studio: Staff) -> None:
     key = await make_key(app, studio, origins="https://widget.example", rate_limit=1)
-    wait_for_a_fresh_window()
     origin = {"Origin": "https://widget.example"}
     responses = {
         "ok": await client.get(SERVICES, headers=bearer(key, **origin)),

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from advanced_alchemy.base import orm_registry
@@ -16,13 +17,16 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select, update
 
-from app.db import transaction
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
 from app.domain.api_keys.services import ApiKeyService
 from app.domain.audit.services import Actor
+from app.lib.db import transaction
 from app.settings import Settings
-from tests.conftest import Staff, alchemy_of, csrf_token, dispose_engines, sign_in
+from app.web.formatting import time_tooltip
+from tests.api_helpers import recorded_sql
+from tests.fixtures.app import alchemy_of, dispose_engines
+from tests.fixtures.staff import Staff, csrf_token, sign_in
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -66,7 +70,10 @@ async def issue_key(app: Litestar, staff: Staff, name: str = "Server") -> ApiKey
             name=name, scopes=["read"], origins="", rate_limit=None, expires_in_days=None
         )
         issued = await ApiKeyService(session=session).issue(
-            staff.organization.id, request, actor=Actor(label=staff.admin.email, user_id=staff.admin.id)
+            staff.organization.id,
+            request,
+            actor=Actor(label=staff.admin.email, user_id=staff.admin.id),
+            now=datetime.now(UTC),
         )
     return issued.api_key
 
@@ -252,7 +259,9 @@ async def test_revoke_and_delete_work_without_javascript(admin_client: Client, a
     revoked = await post_form(admin_client, f"/settings/api-keys/{stored.id}/revoke", htmx=False)
     assert revoked.status_code == 303
     assert revoked.headers["location"] == "/settings/api-keys"
-    deleted = await post_form(admin_client, f"/settings/api-keys/{stored.id}/delete", htmx=False)
+    deleted = await post_form(
+        admin_client, f"/settings/api-keys/{stored.id}/delete", {"confirm_name": stored.name}, htmx=False
+    )
     assert deleted.status_code == 303
     assert await keys_in_db(app) == []
 
@@ -274,16 +283,18 @@ async def test_delete_removes_the_row_for_good(admin_client: Client, app: Litest
     await create_key(admin_client, name="First")
     await create_key(admin_client, name="Second")
     first, second = await keys_in_db(app)
-    response = await post_form(admin_client, f"/settings/api-keys/{first.id}/delete")
+    response = await post_form(
+        admin_client, f"/settings/api-keys/{first.id}/delete", {"confirm_name": "First"}
+    )
     assert response.status_code == 200
     assert f'id="key-{first.id}"' not in response.text
     assert f'id="key-{second.id}"' in response.text
     assert [key.id for key in await keys_in_db(app)] == [second.id]
 
-    last = await post_form(admin_client, f"/settings/api-keys/{second.id}/delete")
+    last = await post_form(admin_client, f"/settings/api-keys/{second.id}/delete", {"confirm_name": "Second"})
     assert "No API keys yet." in last.text
     assert await keys_in_db(app) == []
-    gone = await post_form(admin_client, f"/settings/api-keys/{second.id}/delete")
+    gone = await post_form(admin_client, f"/settings/api-keys/{second.id}/delete", {"confirm_name": "Second"})
     assert gone.status_code == 404
 
 
@@ -352,7 +363,11 @@ async def test_status_and_last_used_columns(admin_client: Client, app: Litestar,
     expired_row = re.search(rf'<tr id="key-{expired.id}">.*?</tr>', page, re.S)
     assert used_row is not None and expired_row is not None
     assert ">2 days ago</time>" in used_row.group(0)
-    assert f'title="{two_days_ago.strftime("%Y-%m-%d %H:%M:%S UTC")}"' in used_row.group(0)
+    # The studio's own clock in the tooltip, UTC beside it.
+    assert f'title="{time_tooltip(two_days_ago, ZoneInfo(studio.organization.time_zone))}"' in used_row.group(
+        0
+    )
+    assert two_days_ago.strftime("(%Y-%m-%d %H:%M:%S UTC)") in used_row.group(0)
     assert ">Active<" in used_row.group(0)
     assert ">Expired<" in expired_row.group(0)
     assert ">Never<" in expired_row.group(0)
@@ -365,3 +380,15 @@ async def test_keys_are_listed_newest_first(admin_client: Client, app: Litestar)
     assert page.index("Gamma") < page.index("Beta") < page.index("Alpha")
     async with transaction(alchemy_of(app)) as session:
         assert await session.scalar(select(func.count()).select_from(ApiKey)) == 3
+
+
+async def test_reading_keys_joins_no_other_table(admin_client: Client, app: Litestar, studio: Staff) -> None:
+    await create_key(admin_client, name="Widget")
+    [key_id] = [row.id for row in await keys_in_db(app)]
+    with recorded_sql(app) as statements:
+        assert (await admin_client.get("/settings/api-keys")).status_code == 200
+        assert (await admin_client.get(f"/settings/api-keys/{key_id}/usage")).status_code == 200
+    key_queries = [statement for statement in statements if "FROM api_keys" in statement]
+    assert key_queries, "the pages read the keys"
+    # Nothing on these pages shows who created a key: no query loads the creator (and their organization).
+    assert not [statement for statement in key_queries if "JOIN" in statement], key_queries

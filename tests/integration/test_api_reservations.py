@@ -13,11 +13,12 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select, text, update
 
-from app.db import transaction
+from app.api.v1.schemas import ReservationIn
 from app.domain.api_keys.models import ApiKey
 from app.domain.booking import idempotency
 from app.domain.booking.models import IdempotencyRecord, Reservation, Service
-from app.domain.booking.schemas import ReservationIn
+from app.lib.clock import SettableClock
+from app.lib.db import transaction
 from tests.api_helpers import (
     add_services,
     assert_problem,
@@ -25,12 +26,11 @@ from tests.api_helpers import (
     key_id_of,
     make_key,
     service_row,
-    wait_for_a_fresh_window,
 )
 from tests.booking_helpers import (
     add_closure,
-    add_opening_hours,
     add_reservation,
+    bookable_service,
     booking,
     days_ahead,
     idempotency_records,
@@ -38,17 +38,12 @@ from tests.booking_helpers import (
     reservation_count,
     seats_taken,
 )
-from tests.conftest import Staff, alchemy_of
+from tests.fixtures.app import alchemy_of
+from tests.fixtures.staff import Staff
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
 RESERVATIONS = "/api/v1/reservations"
-
-
-async def open_studio(app: Litestar, studio: Staff, **overrides: Any) -> Service:
-    await add_opening_hours(app, studio, [("09:00", "17:00")])
-    (service,) = await add_services(app, studio, service_row(studio, **overrides))
-    return service
 
 
 async def post(client: Client, key: str, body: Any, idempotency_key: str | None = "key-1") -> Any:
@@ -66,7 +61,7 @@ async def assert_nothing_written(app: Litestar) -> None:
 
 
 async def test_booking_a_slot(client: Client, app: Litestar, studio: Staff) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     key = await make_key(app, studio)
     start = local(days_ahead(2), "10:30")
     before = datetime.now(UTC)
@@ -85,7 +80,12 @@ async def test_booking_a_slot(client: Client, app: Litestar, studio: Staff) -> N
         "party_size": 1,
         "customer": {"name": "Grace Hopper", "email": "grace@example.com"},
         "created_at": body["created_at"],
+        "updated_at": body["updated_at"],
+        "cancelled_at": None,
+        "manage_url": body["manage_url"],
     }
+    assert body["manage_url"].startswith("http://testserver.local/manage?token=")
+    assert datetime.fromisoformat(body["updated_at"]) >= datetime.fromisoformat(body["created_at"])
     assert before - timedelta(seconds=1) <= datetime.fromisoformat(body["created_at"]) <= datetime.now(UTC)
 
     fetched = await client.get(response.headers["location"], headers=bearer(key))
@@ -115,7 +115,7 @@ async def test_booking_a_slot(client: Client, app: Litestar, studio: Staff) -> N
 
 
 async def test_any_offset_names_the_same_slot(client: Client, app: Litestar, studio: Staff) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     key = await make_key(app, studio)
     start = local(days_ahead(2), "11:00")
     response = await post(
@@ -131,7 +131,7 @@ async def test_any_offset_names_the_same_slot(client: Client, app: Litestar, stu
 async def test_a_reservation_is_only_visible_to_its_organization(
     client: Client, app: Litestar, studio: Staff, other_studio: Staff
 ) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     key = await make_key(app, studio)
     created = (await post(client, key, booking(service, local(days_ahead(2), "10:00")))).json()
     theirs = await make_key(app, other_studio)
@@ -165,7 +165,7 @@ async def test_a_reservation_is_only_visible_to_its_organization(
 async def test_booking_rules_are_422(
     client: Client, app: Litestar, studio: Staff, when: Any, code: str
 ) -> None:
-    service = await open_studio(app, studio, min_notice_minutes=3 * 24 * 60, booking_horizon_days=14)
+    service = await bookable_service(app, studio, min_notice_minutes=3 * 24 * 60, booking_horizon_days=14)
     await add_closure(app, studio, days_ahead(8), days_ahead(8))
     key = await make_key(app, studio)
     body = assert_problem(await post(client, key, booking(service, when())), 422, code)
@@ -175,7 +175,7 @@ async def test_booking_rules_are_422(
 
 
 async def test_a_taken_slot_is_409_slot_unavailable(client: Client, app: Litestar, studio: Staff) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     start = local(days_ahead(2), "10:00")
     await add_reservation(app, studio, service, start)
     key = await make_key(app, studio)
@@ -191,7 +191,7 @@ async def test_a_taken_slot_is_409_slot_unavailable(client: Client, app: Litesta
 
 
 async def test_too_few_places_is_409_with_what_is_left(client: Client, app: Litestar, studio: Staff) -> None:
-    service = await open_studio(app, studio, capacity=3)
+    service = await bookable_service(app, studio, capacity=3)
     start = local(days_ahead(2), "10:00")
     await add_reservation(app, studio, service, start, party_size=2)
     key = await make_key(app, studio)
@@ -207,7 +207,7 @@ async def test_too_few_places_is_409_with_what_is_left(client: Client, app: Lite
 
 
 async def test_field_errors_name_every_bad_field(client: Client, app: Litestar, studio: Staff) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     key = await make_key(app, studio)
     start = local(days_ahead(2), "10:00")
     body = booking(
@@ -244,7 +244,7 @@ async def test_field_errors_name_every_bad_field(client: Client, app: Litestar, 
 async def test_type_errors_point_at_the_field(
     client: Client, app: Litestar, studio: Staff, change: dict[str, Any], pointer: str
 ) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     key = await make_key(app, studio)
     body = booking(service, local(days_ahead(2), "10:00")) | change
     body = {name: value for name, value in body.items() if value is not None}
@@ -256,7 +256,7 @@ async def test_type_errors_point_at_the_field(
 async def test_unknown_or_other_services_and_oversized_parties_are_field_errors(
     client: Client, app: Litestar, studio: Staff, other_studio: Staff
 ) -> None:
-    service = await open_studio(app, studio, capacity=4)
+    service = await bookable_service(app, studio, capacity=4)
     (retired,) = await add_services(app, studio, service_row(studio, is_active=False))
     (theirs,) = await add_services(app, other_studio, service_row(other_studio))
     key = await make_key(app, studio)
@@ -272,7 +272,7 @@ async def test_unknown_or_other_services_and_oversized_parties_are_field_errors(
 
 
 async def test_malformed_and_missing_bodies(client: Client, app: Litestar, studio: Staff) -> None:
-    await open_studio(app, studio)
+    await bookable_service(app, studio)
     key = await make_key(app, studio)
     assert_problem(await post(client, key, b"{not json"), 400, "bad_request")
     problem = assert_problem(await post(client, key, b""), 422, "validation_error")
@@ -296,7 +296,7 @@ async def test_malformed_and_missing_bodies(client: Client, app: Litestar, studi
 async def test_the_idempotency_key_is_required_and_checked(
     client: Client, app: Litestar, studio: Staff, header: str | None, code: str
 ) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     key = await make_key(app, studio)
     problem = assert_problem(
         await post(client, key, booking(service, local(days_ahead(2), "10:00")), header), 400, code
@@ -308,7 +308,7 @@ async def test_the_idempotency_key_is_required_and_checked(
 async def test_a_retry_gets_the_first_answer_and_books_nothing_more(
     client: Client, app: Litestar, studio: Staff
 ) -> None:
-    service = await open_studio(app, studio, capacity=5)
+    service = await bookable_service(app, studio, capacity=5)
     key = await make_key(app, studio)
     body = booking(service, local(days_ahead(2), "10:00"))
     first = await post(client, key, body, "retry-me")
@@ -325,7 +325,7 @@ async def test_a_retry_gets_the_first_answer_and_books_nothing_more(
 
 
 async def test_reusing_a_key_for_another_request_is_422(client: Client, app: Litestar, studio: Staff) -> None:
-    service = await open_studio(app, studio, capacity=5)
+    service = await bookable_service(app, studio, capacity=5)
     key = await make_key(app, studio)
     assert (
         await post(client, key, booking(service, local(days_ahead(2), "10:00")), "once")
@@ -337,7 +337,7 @@ async def test_reusing_a_key_for_another_request_is_422(client: Client, app: Lit
 
 
 async def test_keys_are_scoped_to_the_api_key(client: Client, app: Litestar, studio: Staff) -> None:
-    service = await open_studio(app, studio, capacity=5)
+    service = await bookable_service(app, studio, capacity=5)
     first_key, second_key = await make_key(app, studio), await make_key(app, studio)
     body = booking(service, local(days_ahead(2), "10:00"))
     first = await post(client, first_key, body, "shared")
@@ -348,7 +348,7 @@ async def test_keys_are_scoped_to_the_api_key(client: Client, app: Litestar, stu
 
 
 async def test_a_refusal_is_not_remembered(client: Client, app: Litestar, studio: Staff) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     taken = local(days_ahead(2), "10:00")
     await add_reservation(app, studio, service, taken)
     key = await make_key(app, studio)
@@ -363,10 +363,11 @@ async def claim_directly(
 ) -> None:
     """An in-flight claim, as a request that is still running (or that died) leaves it."""
     canonical = msgspec.json.decode(json.dumps(body), type=ReservationIn).canonical()
+    key_id = await key_id_of(app, key)
     async with transaction(alchemy_of(app)) as session:
         session.add(
             IdempotencyRecord(
-                api_key_id=await key_id_of(app, key),
+                api_key_id=key_id,
                 idempotency_key=idempotency_key,
                 request_fingerprint=idempotency.fingerprint("POST", RESERVATIONS, canonical),
                 state="in_flight",
@@ -379,7 +380,7 @@ async def claim_directly(
 async def test_a_key_still_in_flight_is_409_until_its_lease_runs_out(
     client: Client, app: Litestar, studio: Staff
 ) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     key = await make_key(app, studio)
     body = booking(service, local(days_ahead(2), "10:00"))
     await claim_directly(app, key, body, "busy", expires_at=datetime.now(UTC) + timedelta(minutes=1))
@@ -404,7 +405,7 @@ async def test_a_key_still_in_flight_is_409_until_its_lease_runs_out(
 async def test_a_remembered_answer_expires_after_24_hours(
     client: Client, app: Litestar, studio: Staff
 ) -> None:
-    service = await open_studio(app, studio, capacity=2)
+    service = await bookable_service(app, studio, capacity=2)
     key = await make_key(app, studio)
     body = booking(service, local(days_ahead(2), "10:00"))
     first = await post(client, key, body, "daily")
@@ -421,10 +422,28 @@ async def test_a_remembered_answer_expires_after_24_hours(
     assert later.json()["id"] != first.json()["id"]
 
 
+async def test_an_answer_is_replayed_for_24_hours_by_the_apps_clock(
+    client: Client, app: Litestar, studio: Staff, clock: SettableClock
+) -> None:
+    service = await bookable_service(app, studio, capacity=2)
+    key = await make_key(app, studio)
+    body = booking(service, local(days_ahead(3), "10:00"))
+    first = await post(client, key, body, "daily")
+    assert first.status_code == 201, first.text
+    clock.advance(timedelta(hours=23, minutes=59))
+    again = await post(client, key, body, "daily")
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+    clock.advance(timedelta(minutes=2))
+    later = await post(client, key, body, "daily")
+    assert later.status_code == 201 and "idempotent-replayed" not in later.headers
+    assert later.json()["id"] != first.json()["id"]
+    assert await reservation_count(app) == 2
+
+
 async def test_deleting_the_api_key_keeps_its_reservations(
     client: Client, app: Litestar, studio: Staff
 ) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     key = await make_key(app, studio)
     created = await post(client, key, booking(service, local(days_ahead(2), "10:00")))
     assert created.status_code == 201
@@ -442,7 +461,7 @@ async def test_deleting_the_api_key_keeps_its_reservations(
 async def test_a_booking_that_cannot_get_its_lock_is_503_and_can_be_retried(
     client: Client, app: Litestar, studio: Staff
 ) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     key = await make_key(app, studio)
     body = booking(service, local(days_ahead(2), "10:00"))
     async with transaction(alchemy_of(app)) as session:
@@ -472,9 +491,8 @@ async def test_openapi_documents_availability_and_reservations(client: Client) -
 async def test_a_booking_over_the_rate_limit_is_refused_and_books_nothing(
     client: Client, app: Litestar, studio: Staff
 ) -> None:
-    service = await open_studio(app, studio)
+    service = await bookable_service(app, studio)
     key = await make_key(app, studio, rate_limit=1)
-    wait_for_a_fresh_window()
     first = await post(client, key, booking(service, local(days_ahead(2), "10:30")), "first")
     assert first.status_code == 201, first.text
     refused = await post(client, key, booking(service, local(days_ahead(2), "11:30")), "second")

@@ -9,10 +9,11 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
-from app.db import transaction
 from app.domain.audit.models import AuditEvent
+from app.lib.db import transaction
 from tests.api_helpers import key_id_of, make_key
-from tests.conftest import Staff, alchemy_of, csrf_token, sign_in
+from tests.fixtures.app import alchemy_of
+from tests.fixtures.staff import Staff, csrf_token, sign_in
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -37,7 +38,9 @@ async def test_key_lifecycle_is_recorded_and_outlives_the_key(
     key_id = await key_id_of(app, key.group(0))
     for _ in range(2):  # revoking twice records one revocation
         await admin_client.post(f"/settings/api-keys/{key_id}/revoke", data=token, headers=HTMX)
-    await admin_client.post(f"/settings/api-keys/{key_id}/delete", data=token, headers=HTMX)
+    await admin_client.post(
+        f"/settings/api-keys/{key_id}/delete", data={**token, "confirm_name": "Widget"}, headers=HTMX
+    )
 
     recorded = await events(app)
     assert [event.action for event in recorded] == ["api_key.created", "api_key.revoked", "api_key.deleted"]

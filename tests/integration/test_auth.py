@@ -10,7 +10,9 @@ from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
 from app.settings import Settings
-from tests.conftest import PASSWORD, Staff, csrf_token, sign_in
+from tests.fixtures.app import client_for
+from tests.fixtures.server import free_port
+from tests.fixtures.staff import PASSWORD, Staff, csrf_token, sign_in
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -201,3 +203,19 @@ async def test_a_successful_sign_in_clears_earlier_failures(client: Client, stud
             data={"email": studio.admin.email, "password": "wrong-guess", "_csrf_token": csrf_token(client)},
         )
         assert response.status_code == 400
+
+
+async def test_sign_in_without_redis_is_refused_with_a_message_not_a_500(
+    settings: Settings, studio: Staff
+) -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    async with client_for(replace(settings, redis_url=unreachable)) as client:
+        assert (await client.get("/login")).status_code == 200  # the form needs no Redis
+        response = await client.post(
+            "/login",
+            data={"email": studio.admin.email, "password": PASSWORD, "_csrf_token": csrf_token(client)},
+            follow_redirects=False,
+        )
+    assert response.status_code == 503
+    assert "Sign-in is unavailable for a moment" in response.text
+    assert response.headers["retry-after"] == "5"

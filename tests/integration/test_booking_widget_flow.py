@@ -12,12 +12,12 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
-from app.db import transaction
 from app.demo import DEMO_API_KEY, seed_demo
 from app.domain.booking.models import OpeningHours
+from app.lib.db import transaction
 from tests.api_helpers import bearer
 from tests.booking_helpers import days_ahead, reservation_count
-from tests.conftest import alchemy_of
+from tests.fixtures.app import alchemy_of
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]

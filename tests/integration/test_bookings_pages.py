@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
+from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import select
 
-from app.db import transaction
 from app.domain.api_keys.models import ApiKey
-from app.domain.booking.models import Service
+from app.domain.booking.models import Reservation, Service
+from app.lib.clock import SettableClock
+from app.lib.db import transaction
 from tests.api_helpers import add_services, key_id_of, make_key, service_row
 from tests.booking_helpers import add_reservation, days_ahead, local
-from tests.conftest import Staff, alchemy_of, sign_in
+from tests.fixtures.app import alchemy_of
+from tests.fixtures.staff import Staff, csrf_token, sign_in
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -24,7 +28,7 @@ TABLE = {"HX-Request": "true", "HX-Target": "reservations-body"}
 
 def customers(html: str) -> list[str]:
     """Customer names in table order (the test names all start with 'Customer ')."""
-    return re.findall(r"<td>(Customer [^<]+)<br>", html)
+    return re.findall(r"<td><a [^>]*>(Customer [^<]+)</a><br>", html)
 
 
 async def two_services(app: Litestar, studio: Staff) -> tuple[Service, Service]:
@@ -154,3 +158,113 @@ async def test_a_deleted_keys_reservations_stay_listed(client: Client, app: Lite
     await sign_in(client, studio.admin)
     html = (await client.get(PAGE)).text
     assert customers(html) == ["Customer Q"] and "Deleted key" in html
+
+
+async def test_a_reservation_has_a_detail_page_with_phone_and_notes(
+    client: Client, app: Litestar, studio: Staff, other_studio: Staff
+) -> None:
+    massage, _ = await two_services(app, studio)
+    mine = await add_reservation(
+        app,
+        studio,
+        massage,
+        local(days_ahead(2), "11:00"),
+        customer_name="Customer P",
+        customer_phone="+44 1632 960123",
+        notes="Allergic to lavender oil.\nPrefers the ground floor.",
+    )
+    [theirs_service] = await add_services(app, other_studio, service_row(other_studio, name="Theirs"))
+    theirs = await add_reservation(app, other_studio, theirs_service, local(days_ahead(2), "11:00"))
+    await sign_in(client, studio.staff)
+    listing = await client.get(PAGE)
+    assert f'href="/bookings/reservations/{mine.public_id}"' in listing.text
+    page = await client.get(f"{PAGE}/{mine.public_id}")
+    assert page.status_code == 200
+    assert '<a href="tel:+441632960123">+44 1632 960123</a>' in page.text
+    assert "Allergic to lavender oil.\nPrefers the ground floor." in page.text
+    assert "Massage" in page.text and mine.public_id in page.text
+    assert (await client.get(f"{PAGE}/{theirs.public_id}")).status_code == 404  # another studio's
+    assert (await client.get(f"{PAGE}/no-such-reservation")).status_code == 404
+
+
+# --- Cancelling -------------------------------------------------------------------------------------
+
+
+async def cancel_on_page(client: Client, reservation_id: str, *, htmx: bool) -> Any:
+    await client.get(PAGE)  # the CSRF cookie
+    return await client.post(
+        f"{PAGE}/{reservation_id}/cancel",
+        data={"_csrf_token": csrf_token(client)},
+        headers={"HX-Request": "true", "HX-Target": f"reservation-{reservation_id}"} if htmx else {},
+        follow_redirects=False,
+    )
+
+
+async def status_of(app: Litestar, reservation_id: str) -> str:
+    async with transaction(alchemy_of(app)) as session:
+        return str(
+            await session.scalar(select(Reservation.status).where(Reservation.public_id == reservation_id))
+        )
+
+
+async def test_staff_cancel_with_htmx_and_see_it_cancelled(
+    client: Client, app: Litestar, studio: Staff
+) -> None:
+    massage, _yoga = await two_services(app, studio)
+    upcoming = await add_reservation(
+        app, studio, massage, local(days_ahead(2), "10:00"), customer_name="Customer U"
+    )
+    past = await add_reservation(
+        app, studio, massage, local(days_ahead(-1), "10:00"), customer_name="Customer P"
+    )
+    await sign_in(client, studio.staff)
+    page = (await client.get(PAGE)).text
+    assert f'action="{PAGE}/{upcoming.public_id}/cancel"' in page
+    assert f"{PAGE}/{past.public_id}/cancel" not in page  # what is over cannot be cancelled
+
+    swapped = await cancel_on_page(client, upcoming.public_id, htmx=True)
+    assert swapped.status_code == 200 and "<html" not in swapped.text
+    assert swapped.text.lstrip().startswith(f'<tr id="reservation-{upcoming.public_id}">')
+    assert "Cancelled" in swapped.text and "/cancel" not in swapped.text
+    assert "cancelled" in swapped.headers["hx-trigger"]
+    assert await status_of(app, upcoming.public_id) == "cancelled"
+    listed = (await client.get(PAGE)).text
+    assert "Customer U" in listed and ">Cancelled<" in listed  # still listed, as cancelled
+
+
+async def test_staff_cancel_with_a_plain_form(client: Client, app: Litestar, studio: Staff) -> None:
+    massage, _yoga = await two_services(app, studio)
+    upcoming = await add_reservation(
+        app, studio, massage, local(days_ahead(2), "10:00"), customer_name="Customer U"
+    )
+    await sign_in(client, studio.staff)
+    response = await cancel_on_page(client, upcoming.public_id, htmx=False)
+    assert response.status_code == 303 and response.headers["location"] == PAGE
+    assert await status_of(app, upcoming.public_id) == "cancelled"
+
+
+async def test_a_started_reservation_is_explained_not_cancelled(
+    client: Client, app: Litestar, studio: Staff, clock: SettableClock
+) -> None:
+    massage, _yoga = await two_services(app, studio)
+    start = local(days_ahead(2), "10:00")
+    upcoming = await add_reservation(app, studio, massage, start, customer_name="Customer U")
+    await sign_in(client, studio.staff)
+    await client.get(PAGE)
+    clock.advance(start.astimezone(UTC) - clock() + timedelta(minutes=5))
+    plain = await cancel_on_page(client, upcoming.public_id, htmx=False)
+    assert plain.status_code == 409 and "already started" in plain.text and "<html" in plain.text
+    swapped = await cancel_on_page(client, upcoming.public_id, htmx=True)
+    assert "already started" in swapped.headers["hx-trigger"] and "/cancel" not in swapped.text
+    assert await status_of(app, upcoming.public_id) == "confirmed"
+
+
+async def test_staff_cannot_cancel_another_organizations_reservation(
+    client: Client, app: Litestar, studio: Staff, other_studio: Staff
+) -> None:
+    (theirs,) = await add_services(app, other_studio, service_row(other_studio, name="Their service"))
+    reservation = await add_reservation(app, other_studio, theirs, local(days_ahead(1), "10:00"))
+    await sign_in(client, studio.admin)
+    for htmx in (True, False):
+        assert (await cancel_on_page(client, reservation.public_id, htmx=htmx)).status_code == 404
+    assert await status_of(app, reservation.public_id) == "confirmed"

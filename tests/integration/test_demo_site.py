@@ -9,13 +9,19 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import select
 
 from app import devsite
-from app.db import transaction
-from app.demo import DEMO_SITE_ORIGIN, DEMO_WIDGET_KEY, seed_demo
+from app.demo import DEMO_SITE_ORIGIN, DEMO_WEBHOOK_URL, DEMO_WIDGET_KEY, demo_webhook_secret, seed_demo
 from app.domain.api_keys import rules
+from app.domain.webhooks import outbox
+from app.domain.webhooks import rules as rules_webhooks
+from app.domain.webhooks.models import WebhookEndpoint
+from app.lib.clock import SettableClock
+from app.lib.db import transaction
 from tests.api_helpers import assert_problem, bearer
-from tests.conftest import alchemy_of
+from tests.fixtures.app import alchemy_of
+from tests.webhook_helpers import deliverer
 
 Client = AsyncTestClient[Litestar]
 API_URL = "http://127.0.0.1:8123"
@@ -81,3 +87,47 @@ def test_the_demo_website_embeds_the_widget_under_a_strict_policy(site: devsite.
     assert 'data-key="qv_pk_other"' in httpx.get(site.url).text
     assert httpx.get(f"{site.url}/site.css").headers["content-type"].startswith("text/css")
     assert httpx.get(f"{site.url}/missing").status_code == 404
+
+
+@pytest.mark.anyio
+async def test_the_demo_website_receives_webhooks_and_verifies_their_signatures(
+    client: Client, app: Litestar, clock: SettableClock
+) -> None:
+    async with transaction(alchemy_of(app)) as session:
+        await seed_demo(session)
+        assert await seed_demo(session) is False  # the demo endpoint is seeded once
+        secret = await demo_webhook_secret(session, app.state.settings.secret_key)
+        organization_id = await session.scalar(select(WebhookEndpoint.organization_id))
+    assert secret is not None and secret.startswith("whsec_")
+    site = devsite.start(API_URL, "qv_pk_<key>", webhook_secret=secret)
+    try:
+        # The product's own delivery, to the site, signed with the seeded endpoint's secret.
+        async with transaction(alchemy_of(app)) as session:
+            endpoint = await session.scalar(select(WebhookEndpoint))
+            assert endpoint is not None and endpoint.url == DEMO_WEBHOOK_URL
+            endpoint.url = f"{site.url}/webhooks"
+            assert organization_id is not None
+            event = await outbox.record(
+                session, organization_id, "test", {"message": "hello"}, clock(), endpoint_ids=[endpoint.id]
+            )
+        assert event is not None
+        async with httpx.AsyncClient() as http_client:
+            assert await deliverer(app, clock, http_client).run() == 1
+            forged = await http_client.post(
+                f"{site.url}/webhooks",
+                content=b'{"id":"forged","type":"reservation.created"}',
+                headers={
+                    "QuickVisit-Signature": rules_webhooks.signature(
+                        "whsec_wrong", int(clock().timestamp()), b"x"
+                    )
+                },
+            )
+            assert forged.status_code == 200
+            page = await http_client.get(f"{site.url}/webhooks")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        rows = page.text.split("<tr>")[2:]
+        assert "forged" in rows[0] and "Signature does not match" in rows[0]  # newest first
+        assert str(event.id) in rows[1] and "Signature verified" in rows[1]
+    finally:
+        site.shutdown()
+        site.server_close()

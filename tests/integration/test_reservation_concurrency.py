@@ -12,10 +12,10 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.domain.booking.models import Service
-from tests.api_helpers import add_services, bearer, make_key, service_row
+from tests.api_helpers import bearer, make_key
 from tests.booking_helpers import (
-    add_opening_hours,
     add_reservation,
+    bookable_service,
     booking,
     days_ahead,
     idempotency_records,
@@ -23,7 +23,7 @@ from tests.booking_helpers import (
     reservation_count,
     seats_taken,
 )
-from tests.conftest import Staff
+from tests.fixtures.staff import Staff
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -32,8 +32,7 @@ RESERVATIONS = "/api/v1/reservations"
 
 async def class_with_three_places_left(app: Litestar, studio: Staff) -> tuple[Service, Any]:
     """A class of 5 with 2 places taken at 10:00 the day after tomorrow."""
-    await add_opening_hours(app, studio, [("09:00", "17:00")])
-    (service,) = await add_services(app, studio, service_row(studio, name="Spin", capacity=5))
+    service = await bookable_service(app, studio, name="Spin", capacity=5)
     start = local(days_ahead(2), "10:00")
     await add_reservation(app, studio, service, start, party_size=2)
     return service, start

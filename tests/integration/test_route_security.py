@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
+from sqlalchemy import select
 
+from app.api.fallback import FALLBACK_OPT_KEY
+from app.domain.api_keys.models import LeakedKeyAlert
+from app.domain.api_keys.services import ApiKeyService
+from app.domain.audit.services import CLI_ACTOR
+from app.domain.webhooks import services as webhooks
+from app.lib.db import transaction
 from tests.api_helpers import add_package, add_services, bearer, key_id_of, make_key, service_row
 from tests.booking_helpers import add_reservation, days_ahead, local
-from tests.conftest import Staff, csrf_token
+from tests.fixtures.app import alchemy_of
+from tests.fixtures.staff import Staff, csrf_token
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
@@ -22,13 +31,17 @@ PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 
 
 def routes(app: Litestar) -> list[tuple[str, str]]:
-    """(method, path template) of every route handler of the app."""
+    """(method, path template) of every route handler of the app, the API's answers to unknown paths and
+    methods (app/api/fallback.py) aside."""
     found = []
     for route in app.routes:
         if isinstance(route, HTTPRoute):
-            for method in route.methods:
-                if method not in ("OPTIONS", "HEAD"):
-                    found.append((method, route.path_format))
+            for handler in route.route_handlers:
+                if handler.opt.get(FALLBACK_OPT_KEY):
+                    continue
+                for method in handler.http_methods:
+                    if method not in ("OPTIONS", "HEAD"):
+                        found.append((method, route.path_format))
     return sorted(found)
 
 
@@ -70,7 +83,24 @@ async def other_organizations_ids(app: Litestar, other: Staff) -> dict[str, str]
     package = await add_package(app, other, [service])
     key = await make_key(app, other)
     reservation = await add_reservation(app, other, service, local(days_ahead(2), "10:00"))
+    leaked = await key_id_of(app, await make_key(app, other))
+    async with transaction(alchemy_of(app)) as session:
+        await ApiKeyService(session=session).revoke_found_in_public(
+            leaked, url="https://github.com/x", now=datetime.now(UTC)
+        )
+        alert_id = await session.scalar(select(LeakedKeyAlert.id).where(LeakedKeyAlert.api_key_id == leaked))
+        endpoint = await webhooks.add(
+            session,
+            other.organization.id,
+            "http://127.0.0.1:9/theirs",
+            ["reservation.created"],
+            secret_key="k" * 32,
+            production=False,
+            actor=CLI_ACTOR,
+        )
     return {
+        "endpoint_id": str(endpoint.endpoint.id),
+        "alert_id": str(alert_id),
         "key_id": str(await key_id_of(app, key)),
         "service_id": str(service.id),
         "package_id": str(package.id),

@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from app.settings import Settings
 from tests.api_helpers import bearer, key_id_of
-from tests.conftest import csrf_token
+from tests.fixtures.staff import csrf_token
 from tests.usage_helpers import counted_requests, eventually, running_worker
 
 pytestmark = pytest.mark.anyio

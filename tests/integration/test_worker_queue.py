@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from saq.job import Status
 
-from app.redis_client import create_redis
-from app.workers.queue import SweepSafeRedisQueue
+from app.lib.queue import SweepSafeRedisQueue
+from app.lib.redis_client import create_redis
 
 pytestmark = pytest.mark.anyio
 

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.domain.booking.availability import (
+    MAX_DAYS_AHEAD,
+    MAX_DAYS_BACK,
     Closure,
     Occupancy,
     OpeningRange,
@@ -18,7 +20,10 @@ from app.domain.booking.availability import (
     SlotRules,
     check_booking,
     check_date_range,
+    check_date_window,
+    check_timing,
     free_days,
+    is_slot_start,
     local_instants,
     remaining_capacity,
     slot_starts,
@@ -477,8 +482,62 @@ def test_date_ranges_span_at_most_31_days() -> None:
 
 
 def test_utc_renders_as_plus_zero() -> None:
-    from app.domain.booking.schemas import rfc3339
+    from app.api.v1.schemas import rfc3339
 
     assert rfc3339(at(MONDAY, "09:00"), UTC_ZONE) == "2026-03-02T09:00:00+00:00"
     assert rfc3339(at(LONDON_AUTUMN, "01:30", fold=1), LONDON) == "2026-10-25T01:30:00+00:00"
     assert rfc3339(at(LONDON_AUTUMN, "01:30", fold=0), LONDON) == "2026-10-25T01:30:00+01:00"
+
+
+def window_field(first: date, last: date, today: date) -> str | None:
+    problem = check_date_window(first, last, today)
+    return None if problem is None else problem[0]
+
+
+def test_date_window_compares_dates_only_even_at_the_ends_of_the_calendar() -> None:
+    today = date(2030, 3, 4)
+    assert window_field(today - timedelta(days=MAX_DAYS_BACK), today, today) is None
+    assert window_field(today, today + timedelta(days=MAX_DAYS_AHEAD), today) is None
+    assert window_field(date.min, date.min + timedelta(days=1), today) == "start_date"
+    assert window_field(date.max - timedelta(days=1), date.max, today) == "end_date"
+    assert window_field(today, today + timedelta(days=MAX_DAYS_AHEAD + 1), today) == "end_date"
+
+
+def test_timing_of_starts_at_the_ends_of_the_calendar_is_refused_without_overflow() -> None:
+    rules = SlotRules(duration_minutes=60, slot_interval_minutes=30, capacity=1)
+    now = datetime(2030, 3, 4, 12, tzinfo=UTC)
+    first = check_timing(rules, datetime.min.replace(tzinfo=UTC), now=now)
+    last = check_timing(rules, datetime.max.replace(tzinfo=UTC), now=now)
+    assert first is not None and first.code == "slot_in_past"
+    assert last is not None and last.code == "too_early_to_book"
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [
+        (LONDON, MONDAY),
+        (LONDON, LONDON_SPRING),
+        (LONDON, LONDON_AUTUMN),
+        (NEW_YORK, NEW_YORK_SPRING),
+        (NEW_YORK, NEW_YORK_AUTUMN),
+        (TOKYO, MONDAY),
+    ],
+)
+@pytest.mark.parametrize(("duration", "interval"), [(60, 30), (30, 30), (45, 20), (90, 15), (5, 5)])
+def test_a_booking_checks_its_start_exactly_as_the_listed_slot_starts(
+    zone: ZoneInfo, day: date, duration: int, interval: int
+) -> None:
+    """`is_slot_start` (a booking's check, without listing the day) agrees with `slot_starts` on every
+    instant of the day and its neighbours, every 5 minutes, DST changes and a lunch break included."""
+    schedule = Schedule(zone, hours(("00:30", "02:50"), ("09:10", "12:00"), ("13:00", "17:30")))
+    slot_rules = rules(duration=duration, interval=interval)
+    listed = {
+        start
+        for offset in (-1, 0, 1, 2)
+        for start in slot_starts(schedule, slot_rules, day + timedelta(offset))
+    }
+    first = datetime.combine(day - timedelta(days=1), time(), zone).astimezone(UTC)
+    instants = [first + timedelta(minutes=5 * n) for n in range(3 * 24 * 12)]
+    assert listed, "the schedule has slots"
+    for instant in instants + [instant + timedelta(seconds=30) for instant in sorted(listed)]:
+        assert is_slot_start(schedule, slot_rules, instant) == (instant in listed), instant

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.web.formatting import exact_time, time_ago
+from app.web.formatting import exact_time, local_date, time_ago, time_tooltip
 
 NOW = datetime(2025, 6, 15, 12, 0, 0, tzinfo=UTC)
 
@@ -51,3 +52,13 @@ def test_time_ago_of_a_moment_in_the_future_is_just_now() -> None:
 def test_exact_time_is_utc_to_the_second() -> None:
     assert exact_time(datetime(2025, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)) == "2025-01-02 03:04:05 UTC"
     assert exact_time(datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC)) == "2024-12-31 23:59:59 UTC"
+
+
+def test_tooltips_show_the_business_clock_first_and_utc_beside_it() -> None:
+    moment = datetime(2025, 7, 2, 8, 30, tzinfo=UTC)
+    assert (
+        time_tooltip(moment, ZoneInfo("Europe/London"))
+        == "Wed 2 Jul 2025, 09:30 BST (2025-07-02 08:30:00 UTC)"
+    )
+    # The day is the business's: late evening in New York is the next day in UTC.
+    assert local_date(datetime(2025, 1, 3, 2, 0, tzinfo=UTC), ZoneInfo("America/New_York")) == "2 Jan 2025"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.heap import collect_young_less_often, freeze_startup_heap
+from app.lib.heap import collect_young_less_often, freeze_startup_heap
 
 
 @pytest.fixture

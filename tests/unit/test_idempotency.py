@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
+from app.api.v1.schemas import ReservationIn
 from app.domain.booking.idempotency import KeyProblem, RecordView, decide, fingerprint, parse_key
-from app.domain.booking.schemas import ReservationIn
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 

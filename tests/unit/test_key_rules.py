@@ -3,13 +3,12 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from app.domain.api_keys import rules
 from app.domain.api_keys.rules import (
-    BASE62_ALPHABET,
     KEY_LENGTH,
     KEY_PREFIX,
     RATE_LIMIT_DEFAULT,
@@ -27,6 +26,7 @@ from app.domain.api_keys.rules import (
     parse_origins,
     validate_key_request,
 )
+from app.lib.ids import BASE62_ALPHABET
 
 # A fixed, valid key: "qv_pk_" + 32 zeros + checksum.
 ZERO_BODY = KEY_PREFIX + "0" * 32
@@ -401,3 +401,96 @@ def test_key_status() -> None:
     assert key_status(revoked_at=earlier, expires_at=None, now=NOW) == "revoked"
     assert key_status(revoked_at=earlier, expires_at=earlier, now=NOW) == "revoked"
     assert key_status(revoked_at=later, expires_at=later, now=NOW) == "revoked"
+
+
+# --- Custom expiry dates, edits and rolling ---------------------------------------------------------
+
+TODAY = date(2025, 1, 15)
+
+
+def test_validate_custom_expiry_date() -> None:
+    request = _request(expires_in_days="custom", expires_on="2025-03-01", today=TODAY)
+    assert (request.expires_in_days, request.expires_on) == (None, date(2025, 3, 1))
+    # A date alone means a custom date; a preset chosen next to a leftover date wins.
+    assert _request(expires_on="2025-01-16", today=TODAY).expires_on == date(2025, 1, 16)
+    assert _request(expires_in_days="30", expires_on="2025-03-01", today=TODAY).expires_on is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "Enter the expiry date as YYYY-MM-DD, like 2027-01-31."),
+        ("01/03/2025", "Enter the expiry date as YYYY-MM-DD, like 2027-01-31."),
+        ("2025-02-30", "Enter the expiry date as YYYY-MM-DD, like 2027-01-31."),
+        ("2025-01-15", "The expiry date must be after today."),
+        ("2024-12-31", "The expiry date must be after today."),
+        ("2030-01-15", "The expiry date must be at most 5 years from today."),
+    ],
+)
+def test_validate_custom_expiry_date_rejects(value: str, message: str) -> None:
+    assert _errors(expires_in_days="custom", expires_on=value, today=TODAY) == {"expires_on": message}
+
+
+def test_keep_expiry_only_when_editing() -> None:
+    assert _request(expires_in_days="keep", allow_keep=True).keep_expiry is True
+    assert _request(expires_in_days="never", allow_keep=True).keep_expiry is False
+    assert _errors(expires_in_days="keep") == {
+        "expires_in_days": "Expiration must be Never, 30, 90 or 365 days."
+    }
+
+
+def test_requested_expiry_ends_the_chosen_day_in_the_time_zone() -> None:
+    custom = _request(expires_on="2025-03-01", today=TODAY)
+    assert rules.requested_expiry(custom, NOW, "Europe/Berlin") == datetime(2025, 3, 1, 23, 0, tzinfo=UTC)
+    assert rules.requested_expiry(_request(expires_in_days="30"), NOW, "UTC") == NOW + timedelta(days=30)
+    assert rules.requested_expiry(_request(), NOW, "UTC") is None
+
+
+def test_expiry_wording() -> None:
+    assert rules.expires_in(NOW + timedelta(days=3, hours=2), NOW) == "in 3 days"
+    assert rules.expires_in(NOW + timedelta(hours=1), NOW) == "in 1 hour"
+    assert rules.expires_in(NOW + timedelta(seconds=30), NOW) == "in less than a minute"
+    assert rules.expires_in(NOW, NOW) == "Expired"
+    assert rules.expiry_soon(NOW + timedelta(days=7), NOW) is True
+    assert rules.expiry_soon(NOW + timedelta(days=7, seconds=1), NOW) is False
+    assert rules.expiry_soon(NOW, NOW) is False
+    assert rules.expiry_soon(None, NOW) is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", timedelta()),
+        ("30s", timedelta(seconds=30)),
+        ("15m", timedelta(minutes=15)),
+        ("1h", timedelta(hours=1)),
+        (" 24H ", timedelta(hours=24)),
+        ("7d", timedelta(days=7)),
+        ("168h", timedelta(days=7)),
+    ],
+)
+def test_parse_grace(text: str, expected: timedelta) -> None:
+    assert rules.parse_grace(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "8d", "169h", "1w", "h", "-1h", "1.5h", "abc", "0s0", "99999999999d"])
+def test_parse_grace_rejects(text: str) -> None:
+    with pytest.raises(rules.InvalidGrace, match="at most 7 days"):
+        rules.parse_grace(text)
+
+
+def test_grace_choices_all_parse() -> None:
+    assert [rules.parse_grace(value) for value, _ in rules.GRACE_CHOICES] == [
+        timedelta(),
+        timedelta(hours=1),
+        timedelta(hours=24),
+        timedelta(days=7),
+    ]
+
+
+def test_previous_secret_never_outlives_the_key() -> None:
+    week = timedelta(days=7)
+    assert rules.previous_secret_ends_at(NOW, week, None) == NOW + week
+    assert rules.previous_secret_ends_at(NOW, week, NOW + timedelta(days=2)) == NOW + timedelta(days=2)
+    assert rules.previous_secret_ends_at(NOW, timedelta(hours=1), NOW + week) == NOW + timedelta(hours=1)
+    assert rules.previous_secret_ends_at(NOW, timedelta(), None) == NOW

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -144,3 +145,105 @@ def test_given_secret_key_is_used_and_nothing_is_written(tmp_path: Path) -> None
     settings = Settings.from_env({"DATA_DIR": str(tmp_path), "SECRET_KEY": f"  {SECRET}  "})
     assert settings.secret_key == SECRET
     assert not (tmp_path / "secret_key").exists()
+
+
+def test_new_hardening_settings_default_to_the_safe_side(tmp_path: Path) -> None:
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path)})
+    assert settings.trusted_proxies == ()
+    assert settings.forwarded_allow_ips == ""
+    assert settings.access_log is False
+    assert settings.session_idle_minutes == 60
+
+
+def test_trusted_proxies_are_read_as_addresses_and_networks(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"DATA_DIR": str(tmp_path), "TRUSTED_PROXIES": " 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32,"}
+    )
+    assert [str(network) for network in settings.trusted_proxies] == [
+        "10.0.0.0/8",
+        "192.0.2.7/32",
+        "2001:db8::/32",
+    ]
+    assert settings.forwarded_allow_ips == "10.0.0.0/8,192.0.2.7/32,2001:db8::/32"
+
+
+@pytest.mark.parametrize("value", ["*", "localhost", "10.0.0.0/33", "1.2.3"])
+def test_unreadable_trusted_proxies_stop_the_app(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match="TRUSTED_PROXIES must list IP addresses"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "TRUSTED_PROXIES": value})
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("0", False), ("", False)])
+def test_access_log_is_a_switch(tmp_path: Path, value: str, expected: bool) -> None:
+    assert Settings.from_env({"DATA_DIR": str(tmp_path), "ACCESS_LOG": value}).access_log is expected
+
+
+@pytest.mark.parametrize("value", ["0", "721", "ten", "-5"])
+def test_session_idle_minutes_must_fit_in_the_lifetime(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match="SESSION_IDLE_MINUTES"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "SESSION_IDLE_MINUTES": value})
+
+
+def test_github_secret_scanning_keys_come_from_githubs_url_unless_a_file_is_given(tmp_path: Path) -> None:
+    default = Settings.from_env({"DATA_DIR": str(tmp_path)})
+    assert (
+        default.github_secret_scanning_keys_url == "https://api.github.com/meta/public_keys/secret_scanning"
+    )
+    assert default.github_secret_scanning_keys_file is None
+
+    given = Settings.from_env(
+        {
+            "DATA_DIR": str(tmp_path),
+            "GITHUB_SECRET_SCANNING_KEYS_URL": "https://github.example/meta/public_keys/secret_scanning",
+            "GITHUB_SECRET_SCANNING_KEYS_FILE": str(tmp_path / "keys.json"),
+        }
+    )
+    assert given.github_secret_scanning_keys_url == "https://github.example/meta/public_keys/secret_scanning"
+    assert given.github_secret_scanning_keys_file == tmp_path / "keys.json"
+
+
+def test_a_keys_url_that_is_not_http_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="GITHUB_SECRET_SCANNING_KEYS_URL"):
+        Settings.from_env(
+            {"DATA_DIR": str(tmp_path), "GITHUB_SECRET_SCANNING_KEYS_URL": "file:///etc/passwd"}
+        )
+
+
+def test_web_concurrency_defaults_to_the_cpu_count(tmp_path: Path) -> None:
+    assert Settings.from_env({"DATA_DIR": str(tmp_path)}).web_concurrency == (os.cpu_count() or 1)
+    assert Settings.from_env({"DATA_DIR": str(tmp_path), "WEB_CONCURRENCY": "3"}).web_concurrency == 3
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_unreadable_web_concurrency_stops_the_app(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match="WEB_CONCURRENCY"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "WEB_CONCURRENCY": value})
+
+
+def test_usage_retention_per_table(tmp_path: Path) -> None:
+    defaults = Settings.from_env({"DATA_DIR": str(tmp_path)})
+    assert (
+        defaults.usage_minute_retention_days,
+        defaults.usage_hourly_retention_days,
+        defaults.usage_daily_retention_months,
+    ) == (7, 90, 13)
+    chosen = Settings.from_env(
+        {
+            "DATA_DIR": str(tmp_path),
+            "USAGE_MINUTE_RETENTION_DAYS": "3",
+            "USAGE_HOURLY_RETENTION_DAYS": "30",
+            "USAGE_DAILY_RETENTION_MONTHS": "24",
+        }
+    )
+    assert (
+        chosen.usage_minute_retention_days,
+        chosen.usage_hourly_retention_days,
+        chosen.usage_daily_retention_months,
+    ) == (3, 30, 24)
+    for name, value in (
+        ("USAGE_MINUTE_RETENTION_DAYS", "0"),
+        ("USAGE_HOURLY_RETENTION_DAYS", "ninety"),
+        ("USAGE_DAILY_RETENTION_MONTHS", "-1"),
+    ):
+        with pytest.raises(SettingsError, match=f"{name} must be a whole number"):
+            Settings.from_env({"DATA_DIR": str(tmp_path), name: value})

@@ -6,7 +6,7 @@ import uuid
 from typing import Literal
 
 from advanced_alchemy.base import UUIDv7AuditBase
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 Role = Literal["admin", "staff"]
@@ -19,6 +19,9 @@ class Organization(UUIDv7AuditBase):
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     time_zone: Mapped[str] = mapped_column(String(64))
+    # Moved by database triggers (migration 0013) on every write to the organization's services, packages,
+    # opening hours and closures; never written by the app. The API key lookup reads it with the key.
+    catalog_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class User(UUIDv7AuditBase):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import zoneinfo
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from app.domain.accounts.models import ROLES, Organization, User
 
 _hasher = PasswordHasher()
+# Each Argon2 computation takes 64 MiB: a burst of sign-ins waits for a slot rather than exhausting memory.
+_HASHING_SLOTS = threading.BoundedSemaphore(4)
 # Verified against when the email is unknown, so a miss costs as much time as a wrong password.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
@@ -28,12 +31,14 @@ class InvalidAccountData(ValueError):
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _HASHING_SLOTS:
+        return _hasher.hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
+        with _HASHING_SLOTS:
+            return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

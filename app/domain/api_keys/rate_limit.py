@@ -1,16 +1,29 @@
-"""Per-key rate limits: a fixed one-minute window counted in Redis with one round trip per request."""
+"""Per-key rate limits: an exact sliding window, decided in Redis with one round trip per request.
+
+For every key and every span of `window_s` seconds (60 in the app), at most the key's limit is admitted,
+across every web process: each key has a log in Redis, a list of the times of its admitted requests, newest
+first, never longer than the limit. A Lua script drops the times that left the window, and admits the
+request (pushing its time) only if fewer than `limit` remain; a refused request writes nothing, so it costs
+no quota. The clock is Redis's own (TIME inside the script), so skew between web servers cannot move the
+window, and the script is one atomic step. The log expires one window after its newest entry.
+
+The log is named by the key's id (`rl:{<key id>}`: a Redis Cluster hash tag, though a call touches one key
+only), so a rolled key's two secrets share one limit, and only keys that passed the lookup are counted.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import logging
+import math
 import time
+import uuid
 from dataclasses import dataclass
-from typing import Any
 
+from hiredis import ReplyError
 from redis.exceptions import RedisError, ResponseError
 
-from app.redis_pipe import RedisPipe, encode_command
+from app.lib.redis_pipe import RedisPipe, encode_command
 
 logger = logging.getLogger(__name__)
 
@@ -19,145 +32,107 @@ WINDOW_SECONDS = 60
 RETRY_AFTER_FAILURE_S = 5.0
 WARNING_INTERVAL_S = 30.0
 
+# KEYS[1]: the key's log. ARGV: the limit, the window in µs, and (tests only) the time in µs to use instead
+# of Redis's clock. Returns {admitted (1 or 0), remaining, µs until a next request would be admitted: when
+# the limit-th newest admission leaves the window, the oldest one unless the limit was lowered}.
+# Times that left the window are popped first, so what remains is the window's count, and a request is
+# admitted only below the limit: the log never holds more than the limit (or, for a window after the limit
+# was lowered, the older limit), and nothing is trimmed that a raised limit would still have to count.
+# An admission counts while `now - time <= window`: times are whole µs, so the true span between a request
+# and the limit-th one before it is then always more than the window, never equal to it.
+SLIDING_WINDOW_SCRIPT = """
+local log = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local now
+if ARGV[3] then
+  now = tonumber(ARGV[3])
+else
+  local clock = redis.call('TIME')
+  now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+end
+local newest = redis.call('LINDEX', log, 0)
+if newest and tonumber(newest) > now then
+  now = tonumber(newest)  -- Redis's clock stepped back: keep the log in order
+end
+local count = redis.call('LLEN', log)
+local horizon = now - window
+while count > 0 and tonumber(redis.call('LINDEX', log, -1)) < horizon do
+  redis.call('RPOP', log)
+  count = count - 1
+end
+if count >= limit then
+  return {0, 0, tonumber(redis.call('LINDEX', log, limit - 1)) + window + 1 - now}
+end
+redis.call('LPUSH', log, string.format('%.0f', now))
+redis.call('PEXPIRE', log, math.floor(window / 1000) + 1)
+count = count + 1
+if count < limit then
+  return {1, limit - count, 0}
+end
+return {1, 0, tonumber(redis.call('LINDEX', log, limit - 1)) + window + 1 - now}
+"""
+SCRIPT_SHA = hashlib.sha1(SLIDING_WINDOW_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
 
 @dataclass(frozen=True, slots=True)
 class RateLimitDecision:
     limit: int
     remaining: int
+    # Whole seconds until a next request of the key would be admitted (0: one would be now), rounded up.
     reset_seconds: int
     allowed: bool
 
 
-def window_start(now: float) -> int:
-    return int(now) // WINDOW_SECONDS * WINDOW_SECONDS
+def log_key(key_id: uuid.UUID) -> str:
+    """The key's log; the braces are a Redis Cluster hash tag."""
+    return f"rl:{{{key_id.hex}}}"
 
 
-def decide(count: int, limit: int, now: float) -> RateLimitDecision:
-    """The decision for the `count`-th request of the current window."""
-    reset = window_start(now) + WINDOW_SECONDS - int(now)
+def decision_from_reply(reply: object, limit: int) -> RateLimitDecision:
+    """The script's reply, as a decision; ResponseError if it is not one."""
+    if not (isinstance(reply, list) and len(reply) == 3 and all(isinstance(n, int) for n in reply)):
+        raise ResponseError(f"unexpected reply to the rate-limit script: {reply!r}")
+    admitted, remaining, wait_us = reply
     return RateLimitDecision(
-        limit=limit, remaining=max(0, limit - count), reset_seconds=reset, allowed=count <= limit
+        limit=limit,
+        remaining=remaining,
+        reset_seconds=math.ceil(wait_us / 1_000_000),
+        allowed=admitted == 1,
     )
 
 
-def counter_key(key_hash: str, now: float) -> str:
-    """The key's counter for the window `now` is in, named by the key's hash (known before the key's row)."""
-    return f"rl:{key_hash}:{window_start(now)}"
-
-
-_EXPIRY = str(WINDOW_SECONDS * 2)
-
-
-def _transaction(key: str) -> bytes:
-    """MULTI, INCR key, EXPIRE key 120 NX, EXEC, in the Redis protocol (keys are ASCII: rl:<hex>:<int>)."""
-    head = f"${len(key)}\r\n{key}\r\n"
-    return (
-        f"*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n{head}*4\r\n$6\r\nEXPIRE\r\n{head}"
-        f"${len(_EXPIRY)}\r\n{_EXPIRY}\r\n$2\r\nNX\r\n*1\r\n$4\r\nEXEC\r\n"
-    ).encode()
-
-
-# Keys remembered as over their limit in the current window, per process (see RateLimiter.known_refused).
-_REFUSED_MEMO_LIMIT = 100_000
-
-
-@dataclass(slots=True)
-class PendingHit:
-    """One request's rate-limit transaction, sent as soon as the key is known to be well formed (before its
-    row is read); decided when awaited."""
-
-    key_hash: str
-    now: float
-    payload: bytes
-    reply: asyncio.Future[Any] | None  # None: not sent (Redis skipped after a failure, or not connected)
-    skipped: bool = False
-
-    @property
-    def ready(self) -> bool:
-        """Whether its decision can be had without waiting."""
-        return self.skipped or (self.reply is not None and self.reply.done())
-
-
 class RateLimiter:
-    """Counts requests per key and window. Fails open: when Redis is unreachable the API keeps serving."""
+    """Decides each request of a key against its limit. Fails open: when Redis is unreachable the API keeps
+    serving (logged). `window_s` is 60 in the app; tests pass a shorter one."""
 
-    def __init__(self, redis: RedisPipe) -> None:
+    def __init__(self, redis: RedisPipe, window_s: int = WINDOW_SECONDS) -> None:
         self._redis = redis
+        self.window_s = window_s
+        self._window_us = str(window_s * 1_000_000)
         self._skip_until = 0.0
         self._last_warning = 0.0
-        self._refused: set[str] = set()
-        self._refused_window = 0
 
-    def start(self, key_hash: str, alone: bool = False) -> PendingHit:
-        """Count one request of the key with this hash: the transaction is sent, its outcome is
-        `await decision(pending, limit)`. `alone`: no other request is in progress in this process, so it
-        is written at once (see RedisPipe)."""
-        now = time.time()
+    async def hit(self, key_id: uuid.UUID, limit: int, now_us: int | None = None) -> RateLimitDecision | None:
+        """Counts one request of the key if it is admitted; None when Redis is unreachable (fail open).
+        `now_us` replaces Redis's clock, for tests only."""
+        now = time.monotonic()
         if now < self._skip_until:
-            return PendingHit(key_hash, now, b"", None, skipped=True)
-        payload = _transaction(counter_key(key_hash, now))
-        return PendingHit(key_hash, now, payload, self._redis.send_now(payload, 4, at_once=alone))
-
-    async def decision(self, pending: PendingHit, limit: int) -> RateLimitDecision | None:
-        """The decision for a started hit; None when the count is unknown because Redis is unreachable."""
-        if pending.skipped:
             return None
+        args: tuple[str | int, ...] = (log_key(key_id), limit, self._window_us)
+        if now_us is not None:
+            args += (now_us,)
         try:
-            if pending.reply is None:  # not connected when it started: connect, and send it now
-                replies = await self._redis.request(pending.payload, replies=4)
-            else:
-                replies = await pending.reply
-            # +OK, +QUEUED, +QUEUED, then EXEC's reply: [count, expire-result]
-            if not isinstance(replies, list) or isinstance(replies[0], Exception):
-                raise ResponseError(f"unexpected reply to the rate-limit transaction: {replies!r}")
+            reply = await self._redis.request(encode_command("EVALSHA", SCRIPT_SHA, 1, *args), replies=1)
+            if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+                # Redis restarted (or its script cache was flushed): the script itself, in this request.
+                reply = await self._redis.request(
+                    encode_command("EVAL", SLIDING_WINDOW_SCRIPT, 1, *args), replies=1
+                )
+            return decision_from_reply(reply, limit)
         except (RedisError, OSError) as exc:  # RedisUnavailable is a ConnectionError, an OSError
-            self._skip_until = pending.now + RETRY_AFTER_FAILURE_S
-            if pending.now - self._last_warning >= WARNING_INTERVAL_S:
-                self._last_warning = pending.now
+            self._skip_until = now + RETRY_AFTER_FAILURE_S
+            if now - self._last_warning >= WARNING_INTERVAL_S or self._last_warning == 0.0:
+                self._last_warning = now
                 logger.warning("rate limiting is failing open: Redis is unreachable (%s)", exc)
             return None
-        decision = decide(int(replies[0]), limit, pending.now)
-        if not decision.allowed:
-            self._remember_refused(pending.key_hash, pending.now)
-        return decision
-
-    @staticmethod
-    def abandon(pending: PendingHit) -> None:
-        """A request that ended without awaiting its decision (cancelled) drops the reply, or marks its
-        failure as seen; harmless after `decision`."""
-        reply = pending.reply
-        if reply is None:
-            return
-        if not reply.done():
-            reply.cancel()
-        else:
-            _consume(reply)
-
-    def forget(self, pending: PendingHit) -> None:
-        """The key turned out unknown, revoked or expired: its counter is deleted without waiting, so that
-        made-up keys with a valid checksum leave nothing behind in Redis."""
-        self.abandon(pending)
-        if pending.skipped:
-            return
-        command = encode_command("DEL", counter_key(pending.key_hash, pending.now))
-        reply = self._redis.send_now(command, 1)
-        if reply is not None:
-            reply.add_done_callback(_consume)
-
-    def known_refused(self, key_hash: str) -> bool:
-        """Whether this process has refused the key in the current window already: its next requests are
-        then decided before any work is done for them."""
-        return key_hash in self._refused and self._refused_window == window_start(time.time())
-
-    def _remember_refused(self, key_hash: str, now: float) -> None:
-        window = window_start(now)
-        if window != self._refused_window:
-            self._refused, self._refused_window = set(), window
-        if len(self._refused) < _REFUSED_MEMO_LIMIT:
-            self._refused.add(key_hash)
-
-
-def _consume(reply: asyncio.Future[Any]) -> None:
-    """Marks the outcome of a reply nobody awaits as seen (asyncio would log a lost failure)."""
-    if not reply.cancelled():
-        reply.exception()

@@ -8,15 +8,16 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import secrets
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from app.lib.ids import BASE62_ALPHABET, random_base62
 
 KEY_PREFIX: Final = "qv_pk_"
-BASE62_ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 RANDOM_LENGTH: Final = 32
 CHECKSUM_LENGTH: Final = 6
 KEY_LENGTH: Final = len(KEY_PREFIX) + RANDOM_LENGTH + CHECKSUM_LENGTH
@@ -44,11 +45,36 @@ _ORIGIN_SEPARATORS: Final = re.compile(r"[,\r\n]")
 _SCOPE_LABELS: Final[dict[str, str]] = {"read": "Read", "write": "Write"}
 _NAME_REQUIRED: Final = "Name is required."
 _NAME_TOO_LONG: Final = f"Name must be at most {NAME_MAX_LENGTH} characters."
+_NAME_NUL: Final = "Name must not contain NUL characters."
 _SCOPES_REQUIRED: Final = "Select at least one scope: Read or Write."
 _RATE_LIMIT_INVALID: Final = (
     f"Rate limit must be a whole number between {RATE_LIMIT_MIN} and {RATE_LIMIT_MAX} requests per minute."
 )
 _EXPIRATION_INVALID: Final = "Expiration must be Never, 30, 90 or 365 days."
+_EXPIRY_DATE_INVALID: Final = "Enter the expiry date as YYYY-MM-DD, like 2027-01-31."
+_EXPIRY_DATE_PAST: Final = "The expiry date must be after today."
+_EXPIRY_DATE_FAR: Final = "The expiry date must be at most 5 years from today."
+
+# A custom expiry date lies from tomorrow to this many days ahead.
+CUSTOM_EXPIRY_MAX_DAYS: Final = 5 * 365
+# The expiration field's values besides numbers of days.
+EXPIRY_NEVER: Final = "never"
+EXPIRY_CUSTOM: Final = "custom"
+EXPIRY_KEEP: Final = "keep"  # editing a key: leave its expiry as it is
+
+# How long a rolled key's previous secret keeps working; the page offers GRACE_CHOICES, the CLI any
+# duration up to GRACE_MAX.
+GRACE_MAX: Final = timedelta(days=7)
+GRACE_CHOICES: Final[tuple[tuple[str, str], ...]] = (
+    ("0", "Now"),
+    ("1h", "1 hour"),
+    ("24h", "24 hours"),
+    ("7d", "7 days"),
+)
+_GRACE_UNITS: Final[dict[str, int]] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_GRACE_INVALID: Final = "Grace must be 0 or a duration such as 30s, 15m, 1h, 24h or 7d, at most 7 days."
+# Within this long of its expiry a key's expiry shows as soon (amber).
+EXPIRY_SOON: Final = timedelta(days=7)
 
 
 # --- Keys -------------------------------------------------------------------------------------------
@@ -70,7 +96,7 @@ def checksum(text: str) -> str:
 
 def generate_key() -> str:
     """A new random key: ``qv_pk_`` + 32 base62 characters + 6-character checksum."""
-    random_part = "".join(secrets.choice(BASE62_ALPHABET) for _ in range(RANDOM_LENGTH))
+    random_part = random_base62(RANDOM_LENGTH)
     body = KEY_PREFIX + random_part
     return body + checksum(body)
 
@@ -257,6 +283,11 @@ class KeyRequest:
     allowed_origins: tuple[str, ...]
     rate_limit_per_minute: int
     expires_in_days: int | None
+    # A custom date instead of a number of days: the key expires at the end of that day in the
+    # organization's time zone.
+    expires_on: date | None = None
+    # Editing a key: its expiry stays as it is (expires_in_days and expires_on are then None).
+    keep_expiry: bool = False
 
 
 class InvalidKeyRequest(ValueError):
@@ -304,10 +335,15 @@ def validate_key_request(
     origins: str,
     rate_limit: str | int | None,
     expires_in_days: str | int | None,
+    expires_on: str | date | None = None,
+    today: date | None = None,
+    allow_keep: bool = False,
 ) -> KeyRequest:
-    """Validate key creation input from the HTML form or the CLI.
+    """Validate key creation (and edit) input from the HTML form or the CLI.
 
-    Raises InvalidKeyRequest with every field error at once.
+    `expires_in_days` is a number of days, "never", or "custom" with the date in `expires_on` (which alone
+    means "custom" too), checked against `today` in the organization's time zone. With `allow_keep`
+    (editing), "keep" leaves the key's expiry as it is. Raises InvalidKeyRequest with every field error at once.
     """
     errors: dict[str, str] = {}
 
@@ -316,6 +352,8 @@ def validate_key_request(
         errors["name"] = _NAME_REQUIRED
     elif len(clean_name) > NAME_MAX_LENGTH:
         errors["name"] = _NAME_TOO_LONG
+    elif "\x00" in clean_name:  # PostgreSQL cannot store it
+        errors["name"] = _NAME_NUL
 
     clean_scopes, scope_error = _validate_scopes(scopes)
     if scope_error is not None:
@@ -336,10 +374,18 @@ def validate_key_request(
             rate_limit_per_minute = number
 
     days: int | None = None
-    if expires_in_days is not None and not (
-        isinstance(expires_in_days, str) and expires_in_days.strip().lower() in ("", "never")
-    ):
-        days = _whole_number(expires_in_days)
+    custom_date: date | None = None
+    keep = False
+    choice = expires_in_days.strip().lower() if isinstance(expires_in_days, str) else expires_in_days
+    has_date = isinstance(expires_on, date) or (isinstance(expires_on, str) and bool(expires_on.strip()))
+    if choice == EXPIRY_CUSTOM or (has_date and choice in (None, "")):
+        custom_date, date_error = _custom_expiry_date(expires_on, today)
+        if date_error is not None:
+            errors["expires_on"] = date_error
+    elif allow_keep and choice == EXPIRY_KEEP:
+        keep = True
+    elif choice is not None and choice not in ("", EXPIRY_NEVER):
+        days = _whole_number(choice)
         if days not in EXPIRATION_DAYS_CHOICES:
             errors["expires_in_days"] = _EXPIRATION_INVALID
             days = None
@@ -352,7 +398,27 @@ def validate_key_request(
         allowed_origins=allowed_origins,
         rate_limit_per_minute=rate_limit_per_minute,
         expires_in_days=days,
+        expires_on=custom_date,
+        keep_expiry=keep,
     )
+
+
+def _custom_expiry_date(value: str | date | None, today: date | None) -> tuple[date | None, str | None]:
+    chosen: date | None = value if isinstance(value, date) else None
+    if chosen is None:
+        text = value.strip() if isinstance(value, str) else ""
+        try:
+            chosen = date.fromisoformat(text) if len(text) == 10 else None
+        except ValueError:
+            chosen = None
+        if chosen is None:
+            return None, _EXPIRY_DATE_INVALID
+    if today is not None:
+        if chosen <= today:
+            return None, _EXPIRY_DATE_PAST
+        if chosen > today + timedelta(days=CUSTOM_EXPIRY_MAX_DAYS):
+            return None, _EXPIRY_DATE_FAR
+    return chosen, None
 
 
 # --- Expiry and status ------------------------------------------------------------------------------
@@ -363,6 +429,63 @@ def expires_at_for(days: int | None, now: datetime) -> datetime | None:
     if days is None:
         return None
     return now + timedelta(days=days)
+
+
+def end_of_day(day: date, time_zone: str) -> datetime:
+    """When a key with a custom expiry date stops working: the midnight after `day` in the time zone."""
+    return datetime.combine(day + timedelta(days=1), time(), ZoneInfo(time_zone))
+
+
+def requested_expiry(request: KeyRequest, now: datetime, time_zone: str) -> datetime | None:
+    """The expiry a key request asks for (not for keep_expiry, which asks for no change)."""
+    if request.expires_on is not None:
+        return end_of_day(request.expires_on, time_zone)
+    return expires_at_for(request.expires_in_days, now)
+
+
+def expiry_soon(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a key expires within EXPIRY_SOON (shown in amber); False once it has expired."""
+    return expires_at is not None and now < expires_at <= now + EXPIRY_SOON
+
+
+def expires_in(expires_at: datetime, now: datetime) -> str:
+    """'in 3 days', 'in 5 hours', 'in 10 minutes' or 'Expired': the Expires column's wording."""
+    seconds = int((expires_at - now).total_seconds())
+    if seconds <= 0:
+        return "Expired"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"in {count} {unit}{'' if count == 1 else 's'}"
+    return "in less than a minute"
+
+
+# --- Rolling ----------------------------------------------------------------------------------------
+
+
+class InvalidGrace(ValueError):
+    """A grace that is not a duration of at most GRACE_MAX; the message says what is allowed."""
+
+
+def parse_grace(text: str) -> timedelta:
+    """`0`, `30s`, `15m`, `1h`, `24h` or `7d` (any whole number with a unit), at most 7 days."""
+    cleaned = text.strip().lower()
+    if cleaned == "0":
+        return timedelta()
+    number, unit = cleaned[:-1], cleaned[-1:]
+    amount = _whole_number(number) if number else None
+    if unit not in _GRACE_UNITS or amount is None:
+        raise InvalidGrace(_GRACE_INVALID)
+    grace = timedelta(seconds=amount * _GRACE_UNITS[unit])
+    if grace > GRACE_MAX:
+        raise InvalidGrace(_GRACE_INVALID)
+    return grace
+
+
+def previous_secret_ends_at(now: datetime, grace: timedelta, key_expires_at: datetime | None) -> datetime:
+    """When a rolled key's previous secret stops working: after the grace, and never after the key itself."""
+    end = now + grace
+    return end if key_expires_at is None else max(now, min(end, key_expires_at))
 
 
 def key_status(*, revoked_at: datetime | None, expires_at: datetime | None, now: datetime) -> KeyStatus:

@@ -14,9 +14,10 @@ HEADER: Final = "Idempotency-Key"
 KEY_MAX_LENGTH: Final = 255
 # How long a completed request is remembered (and replayed) for the same key.
 RETENTION: Final = timedelta(hours=24)
-# How long an in-flight claim holds a key. Far longer than any booking takes (the database gives up on a
-# lock after a few seconds), so it only ever expires after a crash; then a retry may take the key over.
-LEASE: Final = timedelta(seconds=60)
+# How long an in-flight claim holds a key. The claim is made in the booking's own transaction (reservations.py),
+# so a live claim is only seen by a request waiting on it, which then reads the completed record; a committed
+# in-flight record (from a booking made in two transactions, before migration 0013) is honoured until its lease ends.
+LEASE: Final = timedelta(seconds=15)
 
 State = Literal["in_flight", "completed"]
 Decision = Literal["claim", "replay", "reused", "in_progress"]

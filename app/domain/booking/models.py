@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import date, datetime, time
 
@@ -25,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.domain.api_keys.rules import BASE62_ALPHABET
+from app.lib.ids import random_base62
 
 RESERVATION_ID_PREFIX = "res_"
 RESERVATION_ID_RANDOM_LENGTH = 24  # base62: 142 bits, unguessable
@@ -64,6 +63,8 @@ class Service(UUIDv7AuditBase):
     booking_horizon_days: Mapped[int] = mapped_column(Integer, default=60)
     buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
     buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    # Customers may cancel through their manage link until this long before the start; later, they call.
+    cancellation_notice_minutes: Mapped[int] = mapped_column(Integer, default=24 * 60, server_default="1440")
 
 
 class Package(UUIDv7AuditBase):
@@ -122,9 +123,7 @@ class Closure(UUIDv7AuditBase):
 
 
 def new_reservation_id() -> str:
-    return RESERVATION_ID_PREFIX + "".join(
-        secrets.choice(BASE62_ALPHABET) for _ in range(RESERVATION_ID_RANDOM_LENGTH)
-    )
+    return RESERVATION_ID_PREFIX + random_base62(RESERVATION_ID_RANDOM_LENGTH)
 
 
 class Reservation(UUIDv7AuditBase):
@@ -132,10 +131,22 @@ class Reservation(UUIDv7AuditBase):
     __table_args__ = (
         CheckConstraint("party_size >= 1", name="party_size_positive"),
         CheckConstraint("start_at < end_at", name="starts_before_end"),
-        # The availability and re-check queries: one service's reservations around a time.
+        # One service's reservations by time.
         Index("ix_reservations_service_id_start_at", "service_id", "start_at"),
+        # The availability and re-check queries: one service's confirmed reservations ending after a time,
+        # covered (the other index would read the service's whole history before the window).
+        Index(
+            "ix_reservations_service_id_status_end_at",
+            "service_id",
+            "status",
+            "end_at",
+            "start_at",
+            "party_size",
+        ),
         # The staff page: one organization's reservations by time.
         Index("ix_reservations_organization_id_start_at", "organization_id", "start_at"),
+        # GET /reservations: one organization's changes in order (the list's keyset cursor).
+        Index("ix_reservations_organization_id_updated_at_id", "organization_id", "updated_at", "id"),
     )
 
     # What clients see and quote; the uuid stays internal.
@@ -154,6 +165,10 @@ class Reservation(UUIDv7AuditBase):
     customer_email: Mapped[str] = mapped_column(String(320))
     customer_phone: Mapped[str | None] = mapped_column(String(32))
     notes: Mapped[str] = mapped_column(Text, default="")
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    cancellation_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # SHA-256 of the customer's manage-link token (app.domain.booking.manage); never the token itself.
+    manage_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
 
 
 class IdempotencyRecord(UUIDv7AuditBase):

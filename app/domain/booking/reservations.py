@@ -1,108 +1,61 @@
 """Availability and reservations: loading what the slot algorithm needs, and booking without double booking.
 
-A booking runs in two short transactions of its own, never in the request's session:
-1. claim the Idempotency-Key (or replay, or refuse) and commit, so a concurrent retry sees the claim;
-2. lock the service row, re-check the slot against committed reservations, insert, and complete the claim.
-Writers of one service queue on its row: SELECT ... FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite
-(which takes the database's single write lock). The check and the insert therefore never interleave with
-another booking's, on either database.
+A booking is one write transaction of its own on the write path (`app/lib/writes.py`: Core statements on the
+driver, no session): claim the Idempotency-Key (or replay, or refuse), lock the service row, re-check the slot
+against committed reservations, insert, and complete the claim. A refusal or a failure rolls all of it back,
+the claim included, so a retry runs afresh. Writers of one service queue on its row: SELECT ... FOR UPDATE on
+PostgreSQL; on SQLite, the process's writers queue on an asyncio lock (`lib/db.py::write_lock`, shared with
+`write_transaction`) and then BEGIN IMMEDIATE takes the database's single write lock. The check and the insert therefore never interleave with another booking's, on either database.
+Two requests with the same key queue on the key's unique index (PostgreSQL) or the write lock (SQLite): the
+second sees the first's completed record and replays it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-import msgspec
-from sqlalchemy import delete, select, text, update
+import sqlalchemy as sa
+from sqlalchemy import Integer, bindparam, delete, func, insert, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.api.problems import ApiProblem, FieldError
-from app.db import SQLITE_BUSY_TIMEOUT_MS, writer_engine
-from app.domain.accounts.models import Organization
 from app.domain.api_keys.authentication import ApiClient
 from app.domain.api_keys.models import ApiKey
-from app.domain.booking import availability, idempotency
+from app.domain.booking import availability, changes, events, idempotency, manage
 from app.domain.booking.availability import Occupancy, Refusal, Schedule, SlotRules
 from app.domain.booking.models import (
-    Closure,
     IdempotencyRecord,
-    OpeningHours,
     Reservation,
     Service,
     new_reservation_id,
 )
-from app.domain.booking.schemas import NewReservation, ReservationOut
-from app.domain.booking.services import get_active
-
-logger = logging.getLogger(__name__)
+from app.domain.booking.reads import (
+    OCCUPANCY,
+    BookingReads,
+    ReservationView,
+    ServiceRow,
+    occupancy_window,
+)
+from app.domain.errors import (
+    BookingRefused,
+    FieldError,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    InvalidFields,
+    NotFound,
+)
+from app.lib.clock import Clock
+from app.lib.ids import row_id
+from app.lib.writes import Transaction, writes_for
 
 CONFIRMED = "confirmed"
-RESERVATIONS_PATH = "/api/v1/reservations"
 _CLAIM_ATTEMPTS = 3
-_REFUSAL_STATUS = {"slot_unavailable": 409, "insufficient_capacity": 409}
-
-
-def rules_of(service: Service) -> SlotRules:
-    return SlotRules(
-        duration_minutes=service.duration_minutes,
-        slot_interval_minutes=service.slot_interval_minutes,
-        capacity=service.capacity,
-        min_notice_minutes=service.min_notice_minutes,
-        booking_horizon_days=service.booking_horizon_days,
-        buffer_before_minutes=service.buffer_before_minutes,
-        buffer_after_minutes=service.buffer_after_minutes,
-    )
-
-
-async def load_schedule(
-    session: AsyncSession, organization_id: uuid.UUID, first_day: date, last_day: date
-) -> Schedule:
-    """Opening hours, and the closures that touch these local dates, in the organization's time zone."""
-    time_zone = (
-        await session.execute(select(Organization.time_zone).where(Organization.id == organization_id))
-    ).scalar_one()
-    zone = ZoneInfo(time_zone)  # validated when the organization was created
-    hours = await session.scalars(select(OpeningHours).where(OpeningHours.organization_id == organization_id))
-    closures = await session.scalars(
-        select(Closure).where(
-            Closure.organization_id == organization_id,
-            Closure.start_date <= last_day,
-            Closure.end_date >= first_day,
-        )
-    )
-    return Schedule(
-        time_zone=zone,
-        opening_hours=tuple(
-            availability.OpeningRange(item.weekday, item.opens_at, item.closes_at) for item in hours
-        ),
-        closures=tuple(availability.Closure(item.start_date, item.end_date) for item in closures),
-    )
-
-
-async def load_occupancy(
-    session: AsyncSession, service: Service, first_start: datetime, last_start: datetime
-) -> list[Occupancy]:
-    """Confirmed reservations of the service that can overlap a slot starting between the two instants."""
-    rules = rules_of(service)
-    # A reservation blocks a slot when their buffered spans overlap: widen the window by both buffers.
-    reach = timedelta(minutes=rules.buffer_before_minutes + rules.buffer_after_minutes)
-    rows = await session.execute(
-        select(Reservation.start_at, Reservation.end_at, Reservation.party_size).where(
-            Reservation.service_id == service.id,
-            Reservation.status == CONFIRMED,
-            Reservation.start_at < last_start + rules.duration + reach,
-            Reservation.end_at > first_start - reach,
-        )
-    )
-    return [Occupancy(row.start_at, row.end_at, row.party_size) for row in rows]
 
 
 # --- Availability -----------------------------------------------------------------------------------
@@ -110,68 +63,73 @@ async def load_occupancy(
 
 @dataclass(frozen=True, slots=True)
 class Availability:
-    service: Service
+    service: ServiceRow
     zone: ZoneInfo
     days: list[availability.Day]
 
 
 async def find_availability(
-    session: AsyncSession,
+    reads: BookingReads,
     client: ApiClient,
     service_id: str,
     first_day: date,
     last_day: date,
     zone: ZoneInfo | None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Availability:
     """Free slots from `first_day` to `last_day` in `zone` (None: the organization's own time zone)."""
-    now = now or datetime.now(UTC)
-    service = await get_active(session, Service, client.organization_id, service_id)
+    service = await reads.service(client, service_id)
+    rules = service.rules
+    schedule = await reads.schedule(client)
+    zone = zone or schedule.time_zone
     # The organization's dates around the requested ones: the two zones' dates may differ by a day.
     margin = timedelta(days=2)
-    schedule = await load_schedule(session, client.organization_id, first_day - margin, last_day + margin)
-    zone = zone or schedule.time_zone
-    bookings = await load_occupancy(
-        session,
-        service,
+    bookings = await reads.occupancy(
+        rules,
+        service.id,
         datetime.combine(first_day - margin, time(), UTC),
         datetime.combine(last_day + margin + timedelta(days=1), time(), UTC),
     )
     days = availability.free_days(
-        schedule, rules_of(service), bookings, first_day=first_day, last_day=last_day, zone=zone, now=now
+        schedule, rules, bookings, first_day=first_day, last_day=last_day, zone=zone, now=now
     )
     return Availability(service=service, zone=zone, days=days)
-
-
-# --- Reading reservations ---------------------------------------------------------------------------
-
-
-async def get_reservation(
-    session: AsyncSession, organization_id: uuid.UUID, public_id: str
-) -> tuple[Reservation, Service]:
-    """The reservation and its service, if this organization's; anything else is simply not found."""
-    row = (
-        await session.execute(
-            select(Reservation, Service)
-            .join(Service, Service.id == Reservation.service_id)
-            .where(Reservation.public_id == public_id, Reservation.organization_id == organization_id)
-        )
-    ).first()
-    if row is None:
-        raise ApiProblem(404, "not_found", f"No reservation {public_id!r}.")
-    return row.Reservation, row.Service
 
 
 # --- Booking ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Booked:
-    """What POST /reservations answers: a new reservation, or the replay of an earlier answer."""
+class NewReservation:
+    """A reservation request, cleaned: `start` in UTC, text stripped."""
 
-    status_code: int
-    reservation: ReservationOut
-    location: str
+    service_id: uuid.UUID
+    start: datetime
+    party_size: int
+    customer_name: str
+    customer_email: str
+    customer_phone: str | None
+    notes: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The answer to a booking request, as the caller renders it; stored so that retries get it again."""
+
+    status: int
+    body: str
+    headers: dict[str, str]
+
+
+# Renders a reservation as the answer to its request; called inside the transaction that writes it.
+Render = Callable[[ReservationView], Answer]
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """A new reservation's answer, or the replay of an earlier one."""
+
+    answer: Answer
     replayed: bool
 
 
@@ -181,199 +139,293 @@ class Claim:
     token: str
 
 
-def _invalid(pointer: str, detail: str) -> ApiProblem:
-    return ApiProblem(
-        422, "validation_error", "The request has invalid fields.", errors=[FieldError(pointer, detail)]
+def _invalid(pointer: str, detail: str) -> InvalidFields:
+    return InvalidFields([FieldError(pointer, detail)])
+
+
+# The booking's statements, compiled once per database by the write path (app.lib.writes).
+_FORGET_EXPIRED = delete(IdempotencyRecord).where(
+    IdempotencyRecord.id.in_(
+        select(IdempotencyRecord.id)
+        .where(
+            IdempotencyRecord.api_key_id == bindparam("api_key_id"),
+            IdempotencyRecord.expires_at <= bindparam("now"),
+        )
+        # Rows another request is already deleting are skipped, so two requests never wait on each other.
+        .with_for_update(skip_locked=True)
     )
-
-
-def _in_progress() -> ApiProblem:
-    return ApiProblem(
-        409,
-        "idempotency_request_in_progress",
-        "A request with this Idempotency-Key is still being processed. Retry shortly.",
-        headers={"Retry-After": "1"},
+)
+_RECORD = select(
+    IdempotencyRecord.request_fingerprint,
+    IdempotencyRecord.state,
+    IdempotencyRecord.expires_at,
+    IdempotencyRecord.response_status,
+    IdempotencyRecord.response_body,
+    IdempotencyRecord.response_headers,
+).where(
+    IdempotencyRecord.api_key_id == bindparam("api_key_id"),
+    IdempotencyRecord.idempotency_key == bindparam("key"),
+)
+_CLAIM = insert(IdempotencyRecord).values(
+    id=bindparam("id"),
+    api_key_id=bindparam("api_key_id"),
+    idempotency_key=bindparam("key"),
+    request_fingerprint=bindparam("fingerprint"),
+    state="in_flight",
+    claim_token=bindparam("token"),
+    expires_at=bindparam("lease_end"),
+    created_at=bindparam("now"),
+    updated_at=bindparam("now"),
+)
+# The service row is the lock every booking of this service queues on (PostgreSQL; SQLite ignores it).
+_SERVICE = (
+    select(
+        Service.name,
+        Service.duration_minutes,
+        Service.slot_interval_minutes,
+        Service.capacity,
+        Service.min_notice_minutes,
+        Service.booking_horizon_days,
+        Service.buffer_before_minutes,
+        Service.buffer_after_minutes,
     )
-
-
-def _replay(record: IdempotencyRecord) -> Booked:
-    assert record.response_status is not None and record.response_body is not None
-    headers = record.response_headers or {}
-    return Booked(
-        status_code=record.response_status,
-        reservation=msgspec.json.decode(record.response_body, type=ReservationOut),
-        location=headers.get("Location", ""),
-        replayed=True,
+    .where(
+        Service.id == bindparam("service_id"),
+        Service.organization_id == bindparam("organization_id"),
+        Service.is_active.is_(True),
     )
+    .with_for_update()
+)
+# PostgreSQL: the organization's change lock is taken with the service's row, in one round trip.
+_SERVICE_AND_CHANGES = _SERVICE.add_columns(changes.CHANGE_LOCK)
+# Read under the locks, in one statement: the reservations the new one could overlap (rows with a start), and
+# the organization's latest change (the row without), which the new one is stamped after.
+_OCCUPANCY_AND_LATEST = union_all(
+    OCCUPANCY.add_columns(sa.cast(null(), Reservation.updated_at.type)),
+    select(
+        sa.cast(null(), Reservation.start_at.type),
+        sa.cast(null(), Reservation.end_at.type),
+        sa.cast(null(), Integer),
+        func.max(Reservation.updated_at),
+    ).where(Reservation.organization_id == bindparam("organization_id")),
+)
+_RESERVATION = insert(Reservation).values(
+    id=bindparam("id"),
+    public_id=bindparam("public_id"),
+    organization_id=bindparam("organization_id"),
+    service_id=bindparam("service_id"),
+    api_key_id=bindparam("api_key_id"),
+    start_at=bindparam("start_at"),
+    end_at=bindparam("end_at"),
+    party_size=bindparam("party_size"),
+    status=CONFIRMED,
+    customer_name=bindparam("customer_name"),
+    customer_email=bindparam("customer_email"),
+    customer_phone=bindparam("customer_phone"),
+    notes=bindparam("notes"),
+    cancellation_reason="",
+    manage_token_hash=bindparam("manage_token_hash"),
+    created_at=bindparam("now"),
+    updated_at=bindparam("updated_at"),
+)
+_COMPLETE = (
+    update(IdempotencyRecord)
+    .where(
+        IdempotencyRecord.id == bindparam("record_id"), IdempotencyRecord.claim_token == bindparam("token")
+    )
+    .values(
+        state="completed",
+        response_status=bindparam("status"),
+        response_body=bindparam("body"),
+        response_headers=bindparam("headers"),
+        expires_at=bindparam("retained_until"),
+        updated_at=bindparam("now"),
+    )
+)
+
+# PostgreSQL: the insert and the claim's completion in one statement, one round trip less under the locks.
+_RESERVATION_AND_COMPLETE = _COMPLETE.add_cte(_RESERVATION.cte("reservation"))
 
 
-async def _claim(engine: AsyncEngine, api_key_id: uuid.UUID, key: str, fingerprint: str) -> Claim | Booked:
-    """Take the key for this request, or answer from its record. Committed before the booking begins."""
-    for _attempt in range(_CLAIM_ATTEMPTS):
-        now = datetime.now(UTC)
-        try:
-            async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-                # Forget this API key's expired records first: what is left is current. Rows another
-                # request is already deleting are skipped, so two requests never wait on each other here.
-                expired = (
-                    select(IdempotencyRecord.id)
-                    .where(IdempotencyRecord.api_key_id == api_key_id, IdempotencyRecord.expires_at <= now)
-                    .with_for_update(skip_locked=True)
-                )
-                await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(expired)))
-                record = await session.scalar(
-                    select(IdempotencyRecord).where(
-                        IdempotencyRecord.api_key_id == api_key_id, IdempotencyRecord.idempotency_key == key
-                    )
-                )
-                view = (
-                    None
-                    if record is None
-                    else idempotency.RecordView(
-                        record.request_fingerprint, cast(idempotency.State, record.state), record.expires_at
-                    )
-                )
-                decision = idempotency.decide(view, fingerprint, now)
-                if decision == "reused":
-                    raise ApiProblem(
-                        422,
-                        "idempotency_key_reused",
-                        "This Idempotency-Key was already used for a different request. "
-                        "Use a new key for a new request.",
-                    )
-                if decision == "in_progress":
-                    raise _in_progress()
-                if decision == "replay" and record is not None:
-                    return _replay(record)
-                claim = IdempotencyRecord(
-                    api_key_id=api_key_id,
-                    idempotency_key=key,
-                    request_fingerprint=fingerprint,
-                    state="in_flight",
-                    claim_token=secrets.token_hex(16),
-                    expires_at=now + idempotency.LEASE,
-                )
-                session.add(claim)
-                await session.flush()
-                return Claim(record_id=claim.id, token=claim.claim_token)
-        except IntegrityError:
-            # Another request claimed the same key between our read and our insert (PostgreSQL lets both
-            # read): read again, and answer as that request's retry.
-            continue
-    raise _in_progress()
+async def _claim(
+    transaction: Transaction, now: datetime, api_key_id: uuid.UUID, key: str, fingerprint: str
+) -> Claim | Booked:
+    """Take the key for this request, or answer from its record, in the booking's transaction."""
+    # Forget this API key's expired records first: what is left is current.
+    await transaction.execute(_FORGET_EXPIRED, {"api_key_id": api_key_id, "now": now})
+    found = await transaction.rows(_RECORD, {"api_key_id": api_key_id, "key": key})
+    view = None
+    if found:
+        stored_fingerprint, state, expires_at, status, body, headers = found[0]
+        view = idempotency.RecordView(stored_fingerprint, cast(idempotency.State, state), expires_at)
+    decision = idempotency.decide(view, fingerprint, now)
+    if decision == "reused":
+        raise IdempotencyKeyReused()
+    if decision == "in_progress":
+        raise IdempotencyKeyInProgress()
+    if decision == "replay":
+        assert status is not None and body is not None
+        return Booked(answer=Answer(status, body, headers or {}), replayed=True)
+    claim = Claim(record_id=row_id(), token=secrets.token_hex(16))
+    # Inserted before the service is locked: on PostgreSQL a second request with this key waits here, on
+    # the key's unique index, until the first commits, and then replays it.
+    await transaction.execute(
+        _CLAIM,
+        {
+            "id": claim.record_id,
+            "api_key_id": api_key_id,
+            "key": key,
+            "fingerprint": fingerprint,
+            "token": claim.token,
+            "lease_end": now + idempotency.LEASE,
+            "now": now,
+        },
+    )
+    return claim
 
 
-async def _release(engine: AsyncEngine, claim: Claim) -> None:
-    """Give the key back after a refusal or a failure, so a retry can run. A no-op once completed."""
-    try:
-        async with AsyncSession(engine) as session, session.begin():
-            await session.execute(
-                delete(IdempotencyRecord).where(
-                    IdempotencyRecord.id == claim.record_id,
-                    IdempotencyRecord.claim_token == claim.token,
-                    IdempotencyRecord.state == "in_flight",
-                )
-            )
-    except Exception:
-        # The claim's lease runs out on its own; until then a retry is told to wait.
-        logger.warning("could not release idempotency claim %s", claim.record_id, exc_info=True)
-
-
-def _refused(refusal: Refusal) -> ApiProblem:
+def _refused(refusal: Refusal) -> BookingRefused:
     extra = {} if refusal.remaining_capacity is None else {"remaining_capacity": refusal.remaining_capacity}
-    return ApiProblem(_REFUSAL_STATUS.get(refusal.code, 422), refusal.code, refusal.detail, extra=extra)
+    return BookingRefused(refusal.code, refusal.detail, extra)
 
 
-async def _book(engine: AsyncEngine, client: ApiClient, request: NewReservation, claim: Claim) -> Booked:
-    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-        if session.get_bind().dialect.name == "postgresql":
-            # Wait for another booking's lock as long as SQLite would, then answer 503, not hang.
-            await session.execute(text(f"SET LOCAL lock_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
-        # The service row is the lock every booking of this service queues on.
-        service = await session.scalar(
-            select(Service)
-            .where(
-                Service.id == request.service_id,
-                Service.organization_id == client.organization_id,
-                Service.is_active.is_(True),
-            )
-            .with_for_update()
+async def _book(
+    transaction: Transaction,
+    now: datetime,
+    client: ApiClient,
+    schedule: Schedule,
+    request: NewReservation,
+    claim: Claim,
+    render: Render,
+    manage_secret: str,
+) -> Booked:
+    # Read before anything is locked: whoever waits for this booking's locks does not wait for this too.
+    subscribers = await events.subscribers(transaction, "reservation.created", client.organization_id)
+    locked = {"service_id": request.service_id, "organization_id": client.organization_id}
+    if transaction.dialect_name == "postgresql":
+        found = await transaction.rows(
+            _SERVICE_AND_CHANGES, locked | changes.lock_values(client.organization_id)
         )
-        if service is None:
-            raise _invalid("/service_id", "No active service with this id.")
-        if request.party_size > service.capacity:
-            raise _invalid("/party_size", f"This service takes at most {service.capacity} per booking.")
-        now = datetime.now(UTC)
-        day = request.start.date()
-        schedule = await load_schedule(
-            session, client.organization_id, day - timedelta(days=1), day + timedelta(days=1)
-        )
-        bookings = await load_occupancy(session, service, request.start, request.start)
-        checked = availability.check_booking(
-            schedule, rules_of(service), bookings, start=request.start, party_size=request.party_size, now=now
-        )
-        if isinstance(checked, Refusal):
-            raise _refused(checked)
+        found = [row[:-1] for row in found]
+    else:  # SQLite's write lock, held since BEGIN, is both locks
+        found = await transaction.rows(_SERVICE, locked)
+    if not found:
+        raise _invalid("/service_id", "No active service with this id.")
+    service_name, *rule_values = found[0]
+    rules = SlotRules(*rule_values)
+    if request.party_size > rules.capacity:
+        raise _invalid("/party_size", f"This service takes at most {rules.capacity} per booking.")
+    # Before any date arithmetic: a start far in the past or future is refused, not overflowed.
+    if refusal := availability.check_timing(rules, request.start, now=now):
+        raise _refused(refusal)
+    window = occupancy_window(rules, request.service_id, request.start, request.start)
+    bookings: list[Occupancy] = []
+    latest: datetime | None = None
+    for start_at, end_at, party_size, latest_change in await transaction.rows(
+        _OCCUPANCY_AND_LATEST, window | {"organization_id": client.organization_id}
+    ):
+        if start_at is None:
+            latest = latest_change
+        else:
+            bookings.append(Occupancy(start_at, end_at, party_size))
+    checked = availability.check_booking(
+        schedule, rules, bookings, start=request.start, party_size=request.party_size, now=now
+    )
+    if isinstance(checked, Refusal):
+        raise _refused(checked)
 
-        reservation = Reservation(
-            public_id=new_reservation_id(),
-            organization_id=client.organization_id,
-            service_id=service.id,
-            api_key_id=client.key_id,
-            start_at=checked.start,
-            end_at=checked.end,
-            party_size=request.party_size,
-            status=CONFIRMED,
-            customer_name=request.customer_name,
-            customer_email=request.customer_email,
-            customer_phone=request.customer_phone,
-            notes=request.notes,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(reservation)
-        await session.flush()
-        out = ReservationOut.of(reservation, service)
-        location = f"{RESERVATIONS_PATH}/{reservation.public_id}"
-        # Completed in the booking's own transaction: a reservation never exists without its replayable answer.
-        completed = await session.execute(
-            update(IdempotencyRecord)
-            .where(
-                IdempotencyRecord.id == claim.record_id,
-                IdempotencyRecord.claim_token == claim.token,
-                IdempotencyRecord.state == "in_flight",
-            )
-            .values(
-                state="completed",
-                response_status=201,
-                response_body=msgspec.json.encode(out).decode(),
-                response_headers={"Location": location},
-                expires_at=now + idempotency.RETENTION,
-            )
-        )
-        if completed.rowcount != 1:  # type: ignore[attr-defined]
-            # The claim's lease ran out and a retry took the key over: that retry books, not this one.
-            raise _in_progress()
-    return Booked(status_code=201, reservation=out, location=location, replayed=False)
+    public_id = new_reservation_id()
+    manage_token_hash = manage.token_hash(manage.token_for(manage_secret, public_id))
+    updated_at = changes.stamp_after(latest, now)
+    inserted = {
+        "id": row_id(),
+        "public_id": public_id,
+        "organization_id": client.organization_id,
+        "service_id": request.service_id,
+        "api_key_id": client.key_id,
+        "start_at": checked.start,
+        "end_at": checked.end,
+        "party_size": request.party_size,
+        "customer_name": request.customer_name,
+        "customer_email": request.customer_email,
+        "customer_phone": request.customer_phone,
+        "notes": request.notes,
+        "manage_token_hash": manage_token_hash,
+        "now": now,
+        "updated_at": updated_at,
+    }
+    reservation = ReservationView(
+        public_id=public_id,
+        status=CONFIRMED,
+        start_at=checked.start,
+        end_at=checked.end,
+        party_size=request.party_size,
+        customer_name=request.customer_name,
+        customer_email=request.customer_email,
+        created_at=now,
+        updated_at=updated_at,
+        cancelled_at=None,
+        manage_token_hash=manage_token_hash,
+        service_id=request.service_id,
+        service_name=service_name,
+    )
+    await events.record_written(
+        transaction, "reservation.created", client.organization_id, reservation, now, subscribers
+    )
+    answer = render(reservation)
+    # Completed in the booking's own transaction: a reservation never exists without its replayable answer.
+    completed = {
+        "record_id": claim.record_id,
+        "token": claim.token,
+        "status": answer.status,
+        "body": answer.body,
+        "headers": answer.headers,
+        "retained_until": now + idempotency.RETENTION,
+        "now": now,
+    }
+    if transaction.dialect_name == "postgresql":
+        await transaction.execute(_RESERVATION_AND_COMPLETE, inserted | completed)
+    else:
+        await transaction.execute(_RESERVATION, inserted)
+        await transaction.execute(_COMPLETE, completed)
+    return Booked(answer=answer, replayed=False)
 
 
 async def book(
-    engine: AsyncEngine, client: ApiClient, key: str, fingerprint: str, request: NewReservation
+    engine: AsyncEngine,
+    reads: BookingReads,
+    clock: Clock,
+    client: ApiClient,
+    key: str,
+    fingerprint: str,
+    request: NewReservation,
+    render: Render,
+    manage_secret: str,
 ) -> Booked:
-    """Book once per Idempotency-Key: a new reservation, the earlier answer again, or an ApiProblem.
+    """Book once per Idempotency-Key: a new reservation (answered by `render`), the earlier answer again,
+    or an error, in one write transaction on the write path (app.lib.writes).
 
-    Only a success is remembered; a refusal or failure releases the key so that a retry runs afresh.
+    Only a success is remembered; a refusal or failure rolls the claim back with the rest, so that a retry
+    runs afresh.
     """
-    writer = writer_engine(engine)
-    claimed = await _claim(writer, client.key_id, key, fingerprint)
-    if isinstance(claimed, Booked):
-        return claimed
-    try:
-        return await _book(writer, client, request, claimed)
-    except BaseException:
-        # Shielded: a client hanging up cancels this task, and the key must still be given back.
-        await asyncio.shield(_release(writer, claimed))
-        raise
+    # The schedule at the catalog version the request's key lookup read (cached per process).
+    schedule = await reads.schedule(client)
+    writes = writes_for(engine)
+    for _attempt in range(_CLAIM_ATTEMPTS):
+        try:
+            async with writes.transaction() as transaction:
+                now = clock()
+                claimed = await _claim(transaction, now, client.key_id, key, fingerprint)
+                if isinstance(claimed, Booked):
+                    return claimed
+                return await _book(
+                    transaction, now, client, schedule, request, claimed, render, manage_secret
+                )
+        except IntegrityError:
+            # Another request inserted the same key between our read and our insert (PostgreSQL lets both
+            # read) and has committed since: read again, and answer as that request's retry.
+            continue
+    raise IdempotencyKeyInProgress()
 
 
 # --- The staff page ---------------------------------------------------------------------------------
@@ -395,6 +447,24 @@ class StaffListing:
     """More reservations match than are shown."""
 
 
+def _staff_rows(organization_id: uuid.UUID) -> Any:
+    return (
+        select(Reservation, Service.name, ApiKey.name, ApiKey.prefix)
+        .join(Service, Service.id == Reservation.service_id)
+        .outerjoin(ApiKey, ApiKey.id == Reservation.api_key_id)
+        .where(Reservation.organization_id == organization_id)
+    )
+
+
+async def staff_row(session: AsyncSession, organization_id: uuid.UUID, public_id: str) -> StaffRow:
+    row = (
+        await session.execute(_staff_rows(organization_id).where(Reservation.public_id == public_id))
+    ).first()
+    if row is None:
+        raise NotFound(f"No reservation {public_id!r}.")
+    return StaffRow(*row)
+
+
 async def list_for_staff(
     session: AsyncSession,
     organization_id: uuid.UUID,
@@ -402,17 +472,11 @@ async def list_for_staff(
     *,
     day: date | None = None,
     service_id: uuid.UUID | None = None,
-    now: datetime | None = None,
+    now: datetime,
     limit: int = 100,
 ) -> StaffListing:
     """Upcoming reservations soonest first (those under way included), then past ones latest first."""
-    now = now or datetime.now(UTC)
-    statement = (
-        select(Reservation, Service.name, ApiKey.name, ApiKey.prefix)
-        .join(Service, Service.id == Reservation.service_id)
-        .outerjoin(ApiKey, ApiKey.id == Reservation.api_key_id)
-        .where(Reservation.organization_id == organization_id)
-    )
+    statement = _staff_rows(organization_id)
     if day is not None:
         statement = statement.where(
             Reservation.start_at >= datetime.combine(day, time(), zone).astimezone(UTC),

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from saq.types import Context
 
-from app.db import transaction
 from app.domain.usage.recorder import UsageEvent
-from app.domain.usage.services import prune_usage
+from app.domain.usage.services import Retention, prune_usage
+from app.lib.db import transaction
+from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,14 @@ async def fold_usage(ctx: Context, *, batch_id: str, events: list[UsageEvent]) -
 
 
 async def prune_usage_logs(ctx: Context) -> dict[str, Any]:
-    retention = timedelta(days=ctx["settings"].usage_retention_days)  # type: ignore[typeddict-item]
+    """Nightly: per-minute rows, hourly and daily rollups past their retention settings."""
+    settings: Settings = ctx["settings"]  # type: ignore[typeddict-item]
+    retention = Retention(
+        minute_days=settings.usage_minute_retention_days,
+        hourly_days=settings.usage_hourly_retention_days,
+        daily_months=settings.usage_daily_retention_months,
+    )
     async with transaction(ctx["alchemy"]) as session:  # type: ignore[typeddict-item]
-        deleted = await prune_usage(session, retention, datetime.now(UTC))
-    logger.info("usage: pruned %d rows older than %s", deleted, retention)
+        deleted = await prune_usage(session, retention, ctx["clock"]())  # type: ignore[typeddict-item]
+    logger.info("usage: pruned %s rows past %s", deleted, retention)
     return {"deleted": deleted}

@@ -28,8 +28,12 @@ FOLD_JOB = "fold_usage"
 # back to the queue after their timeout; the batch id makes a retry count nothing twice.
 JOB_OPTIONS = {"timeout": 30, "retries": 10, "retry_delay": 1.0, "retry_backoff": 30.0, "ttl": 600}
 
-# One event: key id (hex), unix time, method, route template, status, latency in microseconds.
-UsageEvent = tuple[str, float, str, str, int, int]
+# One event: key id (hex), unix time, method, route template, status, latency in microseconds. The status is
+# the response's, or REFUSED_REVOKED / REFUSED_EXPIRED for a request refused because its key is revoked or
+# expired: outcomes of their own, so the key page can say who still calls a dead key.
+UsageEvent = tuple[str, float, str, str, int | str, int]
+REFUSED_REVOKED = "rvk"
+REFUSED_EXPIRED = "exp"
 
 
 @dataclass
@@ -53,7 +57,7 @@ class UsageRecorder:
         self.stats = RecorderStats()
 
     def record(
-        self, key_id: uuid.UUID, at: float, method: str, route: str, status: int, latency_us: int
+        self, key_id: uuid.UUID, at: float, method: str, route: str, status: int | str, latency_us: int
     ) -> None:
         """Called once per request that identified a key: an append, nothing more."""
         self._buffer.append((key_id.hex, at, method, route, status, latency_us))

@@ -243,8 +243,11 @@
     this.doneHeading = el("h3", { "class": "qv-done-title", id: id("done-title"), tabindex: -1 }, ["You're booked"]);
     this.doneSummary = el("p", { "class": "qv-done-summary" });
     this.doneReference = el("p", { "class": "qv-done-reference" });
+    // The customer's own page to see or cancel the booking; its address is the only key to it.
+    this.manageLink = el("a", { "class": "qv-manage", target: "_blank", rel: "noopener noreferrer" }, ["See or cancel this booking"]);
+    this.doneManage = el("p", { "class": "qv-done-manage", hidden: true }, [this.manageLink]);
     this.again = el("button", { type: "button", "class": "qv-button" }, ["Book another"]);
-    this.done = el("div", { "class": "qv-done", hidden: true }, [this.doneHeading, this.doneSummary, this.doneReference, this.again]);
+    this.done = el("div", { "class": "qv-done", hidden: true }, [this.doneHeading, this.doneSummary, this.doneReference, this.doneManage, this.again]);
 
     this.root = el("section", { "class": "qv-widget", "aria-labelledby": id("title"), "aria-busy": "true" }, [
       el("h2", { "class": "qv-title", id: id("title") }, [config.title]),
@@ -509,6 +512,9 @@
     this.retryButton.hidden = true;
     this.doneSummary.textContent = reservation.service.name + ", " + when + people + " (" + this.zone + ").";
     this.doneReference.textContent = "Reference: " + reservation.id;
+    var manage = typeof reservation.manage_url === "string" && /^https?:\/\//.test(reservation.manage_url);
+    if (manage) this.manageLink.setAttribute("href", reservation.manage_url);
+    this.doneManage.hidden = !manage;
     this.done.hidden = false;
     this.say("Booked: " + reservation.service.name + ", " + when + ".", "success");
     this.doneHeading.focus();

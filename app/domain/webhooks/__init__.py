@@ -1,0 +1,1 @@
+"""Webhooks: endpoints an organization registers, the outbox of events, and their signed delivery."""
