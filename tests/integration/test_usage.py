@@ -421,3 +421,20 @@ async def test_events_recorded_during_a_flush_wait_for_the_next_batch(redis_url:
     await recorder.flush()
     assert await queue.count("queued") == 4 and recorder.pending == 0
     await client.aclose()
+
+
+async def test_shutdown_right_after_a_full_batch_stops_the_flusher(redis_url: str) -> None:
+    # The last request of a full batch wakes the flusher in the same loop turn as the shutdown: a stop by
+    # cancellation was swallowed there (wait_for returned the wakeup) and shutdown waited forever.
+    client = create_redis(redis_url, socket_timeout=None)
+    queue = RedisQueue(client, name=f"stop-{uuid.uuid4().hex}")
+    recorder = UsageRecorder(queue)
+    await recorder.start()
+    await asyncio.sleep(0)  # the flusher is waiting for its wakeup
+    for _ in range(BATCH_SIZE):
+        recorder.record(uuid.uuid4(), 0.0, "GET", "/r", 200, 1)
+    stopping = asyncio.ensure_future(recorder.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=30)
+    assert stopping in done, "the recorder's shutdown never finished"
+    assert recorder.pending == 0 and await queue.count("queued") == 1
+    await client.aclose()

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 1.0
 BATCH_SIZE = 500
 MAX_BUFFERED = 100_000
+SHUTDOWN_DEADLINE_S = 5.0
 FOLD_JOB = "fold_usage"
 # Jobs are retried (SAQ's default is a single attempt: a worker dying mid-batch would lose it) and swept
 # back to the queue after their timeout; the batch id makes a retry count nothing twice.
@@ -53,6 +54,7 @@ class UsageRecorder:
         self._outgoing: tuple[str, list[UsageEvent]] | None = None
         self._wakeup: asyncio.Event | None = None  # made in start(), on the loop that serves requests
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._last_drop_warning = 0.0
         self.stats = RecorderStats()
 
@@ -73,26 +75,36 @@ class UsageRecorder:
         return len(self._buffer) + (len(self._outgoing[1]) if self._outgoing else 0)
 
     async def start(self) -> None:
+        self._stopping = False
         self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._run(self._wakeup), name="usage-flusher")
 
     async def stop(self) -> None:
         """Stop the flusher and hand over what is left (bounded by a short deadline if Redis is down)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._task is not None and self._wakeup is not None:
+            # Asked to stop rather than cancelled: a cancellation that lands as the wakeup fires can be
+            # swallowed by wait_for on Python 3.11, and the flusher would then run (and shutdown wait) forever.
+            self._stopping = True
+            self._wakeup.set()
+            _, running = await asyncio.wait({self._task}, timeout=SHUTDOWN_DEADLINE_S)
+            if running:
+                self._task.cancel()
+                await asyncio.wait(running, timeout=1.0)
             self._task = None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.flush(), timeout=5.0)
+            async with asyncio.timeout(SHUTDOWN_DEADLINE_S):
+                await self.flush()
         if self.pending:
             logger.warning("usage: %d events not delivered at shutdown (Redis unreachable)", self.pending)
 
     async def _run(self, wakeup: asyncio.Event) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout=FLUSH_INTERVAL_S)
+                async with asyncio.timeout(FLUSH_INTERVAL_S):
+                    await wakeup.wait()
             wakeup.clear()
+            if self._stopping:
+                return
             await self.flush()
 
     async def flush(self) -> None:
