@@ -386,6 +386,20 @@ def sign_in(context: BrowserContext, email: str, password: str = DEMO_PASSWORD) 
     return page
 
 
+def go_back(page: Page) -> None:
+    """Back, and wait for the page it lands on: htmx keeps no history cache here (historyCacheSize 0), so
+    on an entry it pushed it reloads the address after the URL has already changed; a step taken before
+    that load would be interrupted by it."""
+    with page.expect_event("load"):
+        page.go_back()
+
+
+def go_forward(page: Page) -> None:
+    """Forward, and wait for the page it lands on (see go_back)."""
+    with page.expect_event("load"):
+        page.go_forward()
+
+
 def _save_artifacts(item: pytest.Item) -> Path | None:
     contexts = item.stash.get(CONTEXTS, [])
     live_app = item.stash.get(LIVE_APP, None)

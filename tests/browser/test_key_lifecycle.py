@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 from playwright.sync_api import Page, expect
 
 from app.domain.api_keys import rules
-from tests.browser.conftest import ADMIN_EMAIL, LiveApp, NewContext, sign_in
+from tests.browser.conftest import ADMIN_EMAIL, LiveApp, NewContext, go_back, go_forward, sign_in
 
 
 def open_key_page(page: Page, name: str) -> None:
@@ -135,12 +135,12 @@ def test_the_table_filters_live_in_the_url(new_context: NewContext, live_app: Li
     expect(page).to_have_url(re.compile(r"status=revoked"))
     expect(page.get_by_text("No keys match.")).to_be_visible()
 
-    page.go_back()
+    go_back(page)
     expect(page).to_have_url(re.compile(r"status=all"))
     expect(page.get_by_role("link", name="Filter alpha")).to_be_visible()
     expect(page.get_by_label("Status")).to_have_value("all")
     expect(page.get_by_role("searchbox", name="Search")).to_have_value("alpha")
-    page.go_forward()
+    go_forward(page)
     expect(page.get_by_text("No keys match.")).to_be_visible()
     expect(page.get_by_label("Status")).to_have_value("revoked")
 

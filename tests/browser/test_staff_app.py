@@ -32,6 +32,8 @@ from tests.browser.conftest import (
     LiveApp,
     NewContext,
     free_port,
+    go_back,
+    go_forward,
     running_app,
     sign_in,
 )
@@ -312,7 +314,7 @@ def test_after_sign_out_back_shows_the_sign_in_page_and_nothing_is_kept(
     expect(page.get_by_text(name, exact=True)).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/login$"))
-    page.go_back()
+    go_back(page)
     expect(page).to_have_url(re.compile(r"/login\?next="))
     expect(page.get_by_role("heading", name="Sign in to QuickVisit")).to_be_visible()
     expect(page.get_by_text(name)).to_have_count(0)
@@ -559,19 +561,19 @@ def test_reservations_show_phone_and_notes_and_filters_follow_back_and_forward(
     date_field.fill(when.date().isoformat())  # Playwright's fill sends the change event
     expect(page).to_have_url(re.compile(rf"date={when.date().isoformat()}"))
 
-    page.go_back()  # the service filter only
+    go_back(page)  # the service filter only
     expect(page).to_have_url(re.compile(r"date=&service=|service=[^&]+$"))
     expect(date_field).to_have_value("")
     expect(service.locator("option:checked")).to_have_text("Vinyasa Yoga")
     expect(page.get_by_text(yoga, exact=True)).to_be_visible()
-    page.go_back()  # no filters
+    go_back(page)  # no filters
     expect(page).to_have_url(re.compile(r"/bookings/reservations$"))
     expect(service.locator("option:checked")).to_have_text("All services")
     expect(page.get_by_text(massage, exact=True)).to_be_visible()
-    page.go_forward()
+    go_forward(page)
     expect(service.locator("option:checked")).to_have_text("Vinyasa Yoga")
     expect(date_field).to_have_value("")
-    page.go_forward()
+    go_forward(page)
     expect(page).to_have_url(re.compile(rf"date={when.date().isoformat()}"))
     expect(date_field).to_have_value(when.date().isoformat())
     expect(service.locator("option:checked")).to_have_text("Vinyasa Yoga")

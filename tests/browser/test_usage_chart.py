@@ -17,7 +17,7 @@ from app.domain.usage.jobs import fold_usage
 from app.lib.db import create_alchemy_config, transaction
 from app.workers import job_context
 from tests.browser.a11y import SCREENS, assert_accessible
-from tests.browser.conftest import ADMIN_EMAIL, LiveApp, NewContext, run_async, sign_in
+from tests.browser.conftest import ADMIN_EMAIL, LiveApp, NewContext, go_back, run_async, sign_in
 
 
 def key_id(live_app: LiveApp, name: str) -> str:
@@ -159,7 +159,7 @@ def test_ranges_are_links_kept_in_the_url_and_an_empty_range_says_so(
     expect(page).to_have_url(re.compile(r"/usage\?range=90d$"))
     expect(visible_chart(page).locator("g.slot")).to_have_count(90)
     assert_labels_apart(visible_chart(page))
-    page.go_back()
+    go_back(page)
     expect(page).to_have_url(re.compile(r"/usage\?range=24h$"))
 
     quiet = key_id(live_app, f"Quiet widget {screen}")
