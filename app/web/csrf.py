@@ -44,11 +44,16 @@ def issue_token(secret: str, session_id: str | None) -> str:
     return nonce + _signature(secret, nonce, session_id)
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time, and False (not TypeError) for text that is not ASCII, as a forged header may be."""
+    return given.isascii() and expected.isascii() and hmac.compare_digest(given, expected)
+
+
 def is_valid_token(secret: str, token: str | None, session_id: str | None) -> bool:
-    if not token or len(token) != _NONCE_LENGTH + 64:
+    if not token or len(token) != _NONCE_LENGTH + 64 or not token.isascii():
         return False
     nonce = token[:_NONCE_LENGTH]
-    return hmac.compare_digest(token[_NONCE_LENGTH:], _signature(secret, nonce, session_id))
+    return _same(token[_NONCE_LENGTH:], _signature(secret, nonce, session_id))
 
 
 class SessionBoundCSRFMiddleware(ASGIMiddleware):
@@ -82,7 +87,7 @@ class SessionBoundCSRFMiddleware(ASGIMiddleware):
             if (
                 not isinstance(token, str)
                 or cookie is None
-                or not hmac.compare_digest(token, cookie)
+                or not _same(token, cookie)
                 or not is_valid_token(self.secret, token, session_id)
             ):
                 raise PermissionDeniedException("CSRF token verification failed")

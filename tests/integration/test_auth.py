@@ -133,6 +133,26 @@ async def test_sign_in_requires_csrf_token(client: Client, studio: Staff) -> Non
     assert (await client.get("/settings/api-keys", follow_redirects=False)).status_code == 303
 
 
+async def test_a_csrf_token_that_is_not_ascii_is_refused_not_an_error(client: Client, studio: Staff) -> None:
+    # Header and cookie bytes arrive as latin-1 text; a constant-time compare of such text raises.
+    forged = "\u00e9".encode("latin-1") * 96
+    page = await client.get("/login", headers={"cookie": b"csrftoken=" + forged})
+    assert page.status_code == 200 and "csrftoken" in page.headers.get("set-cookie", "")
+    await client.get("/login")
+    refused = await client.post(
+        "/login",
+        data={"email": studio.admin.email, "password": PASSWORD},
+        headers={"x-csrftoken": forged},
+    )
+    assert refused.status_code == 403
+    with_cookie = await client.post(
+        "/login",
+        data={"email": studio.admin.email, "password": PASSWORD, "_csrf_token": csrf_token(client)},
+        headers={"cookie": b"csrftoken=" + forged},
+    )
+    assert with_cookie.status_code == 403
+
+
 async def test_sign_out_ends_the_session(client: Client, studio: Staff) -> None:
     await sign_in(client, studio.admin)
     response = await client.post("/logout", data={"_csrf_token": csrf_token(client)}, follow_redirects=False)
