@@ -126,6 +126,9 @@ async def test_changes_stay_in_order_when_the_clock_stands_still_or_steps_back(
     [
         ({"updated_since": "yesterday"}, "/updated_since"),
         ({"updated_since": "2030-01-01T10:00:00"}, "/updated_since"),
+        # Valid date-times whose offsets move them off the calendar in UTC.
+        ({"updated_since": "0001-01-01T00:00:00+05:00"}, "/updated_since"),
+        ({"updated_since": "9999-12-31T23:59:59-05:00"}, "/updated_since"),
         ({"status": "pending"}, None),
         ({"service_id": "not-a-uuid"}, None),
         ({"limit": "0"}, None),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -281,10 +281,13 @@ def _parse_since(text: str | None) -> datetime | None:
         since = msgspec.convert(text, datetime)
     except msgspec.ValidationError:
         since = None
-    if since is None or since.tzinfo is None:
-        detail = "Send an RFC 3339 date-time with an offset, e.g. 2030-03-04T10:00:00Z."
-        raise InvalidFields([FieldError("/updated_since", detail)])
-    return since
+    if since is not None and since.tzinfo is not None:
+        try:
+            return since.astimezone(UTC)
+        except OverflowError:  # an offset that moves it past the calendar's first or last day
+            pass
+    detail = "Send an RFC 3339 date-time with an offset, e.g. 2030-03-04T10:00:00Z."
+    raise InvalidFields([FieldError("/updated_since", detail)])
 
 
 class ReservationsController(Controller):
