@@ -397,3 +397,9 @@ async def test_a_worker_killed_mid_delivery_leaves_it_to_be_delivered_once_by_ev
     assert [(attempt.attempt, attempt.status_code) for attempt in await rows(app, WebhookAttempt)] == [
         (2, 200)
     ]
+
+
+@pytest.mark.parametrize("url", ["https://a..com/in", "https://" + "a" * 64 + ".example.com/in"])
+async def test_a_host_name_that_cannot_be_looked_up_does_not_resolve(url: str) -> None:
+    # An empty or over-long label: the real resolver fails before any DNS query.
+    assert "does not resolve" in (await services.check_url(url, production=True) or "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -36,7 +37,12 @@ Resolve = Callable[[str, int], Awaitable[list[str]]]
 
 
 async def resolve(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+    """The host's addresses; OSError when it has none, as for a name that cannot be a DNS name at all
+    (an empty or over-long label fails IDNA encoding with UnicodeError before any lookup)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+    except UnicodeError as exc:
+        raise socket.gaierror(socket.EAI_NONAME, f"not a host name: {exc}") from exc
     return sorted({str(info[4][0]) for info in infos})
 
 
