@@ -46,9 +46,11 @@ OWN_WRITE_TRANSACTION = "own_write_transaction"
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
     if url.get_backend_name() != "sqlite":
-        # At most 20 connections, as before, but kept: overflow connections are opened for one checkout and
-        # closed on return, which under load means a new connection (TCP, auth) for many requests.
-        return create_async_engine(url, pool_size=20, max_overflow=0, pool_pre_ping=True)
+        # At most 20 connections, all kept: overflow connections are opened for one checkout and closed on
+        # return, which under load means a new connection (TCP, auth) for many requests.
+        return create_async_engine(
+            url, pool_size=20, max_overflow=0, pool_pre_ping=True, hide_parameters=True
+        )
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     # Every pooled aiosqlite connection is a thread: a pool smaller than the requests in flight opens and
@@ -58,7 +60,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         if url.database and url.database != ":memory:"
         else {}
     )
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool)
+    engine = create_async_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True, **pool
+    )
     _configure_sqlite(engine)
     return engine
 

@@ -226,6 +226,22 @@ async def test_invalid_form_keeps_what_was_typed(admin_client: Client) -> None:
     assert response.text.count('class="field-error"') == 3
 
 
+async def test_a_file_sent_as_a_text_field_is_an_empty_field_not_an_error(
+    admin_client: Client, app: Litestar
+) -> None:
+    form = key_form()
+    form.pop("name")
+    response = await admin_client.post(
+        "/settings/api-keys",
+        data={**form, "_csrf_token": csrf_token(admin_client)},
+        files={"name": ("name.txt", b"Widget", "text/plain")},
+        headers=HTMX,
+    )
+    assert response.status_code == 422
+    assert "Name is required." in response.text
+    assert await keys_in_db(app) == []
+
+
 async def test_invalid_input_without_javascript_renders_the_page(admin_client: Client, app: Litestar) -> None:
     response = await post_form(admin_client, "/settings/api-keys", key_form(name=""), htmx=False)
     assert response.status_code == 422

@@ -23,7 +23,7 @@ SESSION_USER_KEY = "user_id"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_COOKIE = "session"
 # Paths that never carry a staff session: the public API is authenticated by keys, not cookies.
-PUBLIC_PATHS = ["^/api/", "^/health$", "^/static/", "^/schema"]
+PUBLIC_PATHS = ["^/api/", "^/health$", "^/static/", "^/schema(/|$)"]
 
 
 def landing_path(user: User) -> str:

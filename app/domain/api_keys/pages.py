@@ -50,14 +50,20 @@ SORTS = {"created": "Newest first", "name": "Name", "last_used": "Last used"}
 REFUSED_WINDOW = timedelta(days=7)
 
 
+def _text(form: FormMultiDict, name: str, default: str = "") -> str:
+    """A text field; a file sent in its place (a multipart upload) counts as empty."""
+    value = form.get(name, default)
+    return value if isinstance(value, str) else ""
+
+
 def _form_values(form: FormMultiDict, expiry_default: str = "never") -> dict[str, Any]:
     return {
-        "name": form.get("name", ""),
-        "scopes": form.getall("scopes", []),
-        "allowed_origins": form.get("allowed_origins", ""),
-        "rate_limit_per_minute": form.get("rate_limit_per_minute", ""),
-        "expires_in_days": form.get("expires_in_days", expiry_default),
-        "expires_on": form.get("expires_on", ""),
+        "name": _text(form, "name"),
+        "scopes": [value for value in form.getall("scopes", []) if isinstance(value, str)],
+        "allowed_origins": _text(form, "allowed_origins"),
+        "rate_limit_per_minute": _text(form, "rate_limit_per_minute"),
+        "expires_in_days": _text(form, "expires_in_days", expiry_default),
+        "expires_on": _text(form, "expires_on"),
     }
 
 
@@ -417,7 +423,7 @@ class ApiKeysController(Controller):
         api_key = await api_keys_service.get_for_organization(user.organization_id, key_id)
         form = await request.form()
         from_key_page = form.get("return_to") == _key_url(api_key)
-        if form.get("confirm_name", "").strip() != api_key.name:
+        if _text(form, "confirm_name").strip() != api_key.name:
             # Permanent, and it takes the usage logs: the name must be typed, as the dialog asks.
             error = f"Type the key's name, {api_key.name}, to delete it."
             if request.htmx:
