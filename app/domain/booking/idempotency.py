@@ -16,7 +16,7 @@ KEY_MAX_LENGTH: Final = 255
 RETENTION: Final = timedelta(hours=24)
 # How long an in-flight claim holds a key. The claim is made in the booking's own transaction (reservations.py),
 # so a live claim is only seen by a request waiting on it, which then reads the completed record; a committed
-# in-flight record (from a booking made in two transactions, before migration 0013) is honoured until its lease ends.
+# in-flight record (left by a process that booked in two transactions) is honoured until its lease ends.
 LEASE: Final = timedelta(seconds=15)
 
 State = Literal["in_flight", "completed"]
