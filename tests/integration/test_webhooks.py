@@ -4,6 +4,7 @@ backoff, refused for private addresses in production, and an endpoint failing fo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ from app.domain.audit.models import AuditEvent
 from app.domain.audit.services import CLI_ACTOR
 from app.domain.errors import InvalidFields
 from app.domain.webhooks import rules, services
+from app.domain.webhooks.delivery import Claimed, Deliverer
 from app.domain.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from app.lib.clock import SettableClock
 from app.lib.db import transaction
@@ -403,3 +405,32 @@ async def test_a_worker_killed_mid_delivery_leaves_it_to_be_delivered_once_by_ev
 async def test_a_host_name_that_cannot_be_looked_up_does_not_resolve(url: str) -> None:
     # An empty or over-long label: the real resolver fails before any DNS query.
     assert "does not resolve" in (await services.check_url(url, production=True) or "")
+
+
+async def test_an_endpoint_removed_after_its_delivery_was_claimed_costs_the_others_nothing(
+    client: Client, app: Litestar, studio: Staff, clock: SettableClock, http_client: httpx.AsyncClient
+) -> None:
+    service = await bookable_service(app, studio)
+    key = await make_key(app, studio)
+    with receiver() as kept, receiver() as removed:
+        await add_endpoint(app, studio, kept.url)
+        gone = await add_endpoint(app, studio, removed.url)
+        await book(client, key, service, "10:00", "k1")
+        endpoint_id = gone.endpoint.id
+
+        class RemovingAfterTheClaim(Deliverer):
+            async def _claim(self, limit: int) -> list[Claimed]:
+                claimed = await super()._claim(limit)
+                async with transaction(alchemy_of(app)) as session:
+                    endpoint = await session.get_one(WebhookEndpoint, endpoint_id)
+                    await services.remove(session, endpoint, actor=CLI_ACTOR)
+                return claimed
+
+        made = deliverer(app, clock, http_client)
+        worker = RemovingAfterTheClaim(
+            **{item.name: getattr(made, item.name) for item in dataclasses.fields(made)}
+        )
+        assert await worker.run() == 2
+    assert len(kept.received) == 1 and removed.received == []
+    (delivery,) = await rows(app, WebhookDelivery)
+    assert delivery.status == "delivered"

@@ -74,7 +74,15 @@ class Deliverer:
     async def run(self) -> int:
         """Deliver what is due now, up to a batch; the number of attempts made."""
         claimed = await self._claim(self.batch)
-        await asyncio.gather(*(self._deliver(item) for item in claimed))
+        # One delivery's failure (its lease runs out and it is retried) must not cut the others short.
+        outcomes = await asyncio.gather(*(self._deliver(item) for item in claimed), return_exceptions=True)
+        for item, outcome in zip(claimed, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                logger.error(
+                    "webhooks: delivery %s failed, retried after its lease",
+                    item.delivery_id,
+                    exc_info=outcome,
+                )
         return len(claimed)
 
     async def _claim(self, limit: int) -> list[Claimed]:
@@ -114,7 +122,9 @@ class Deliverer:
                     .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
                     .where(WebhookDelivery.id == claimed.delivery_id)
                 )
-            ).one()
+            ).first()
+        if row is None:  # the endpoint was removed since the claim, and its deliveries with it
+            return
         event, endpoint = row.WebhookEvent, row.WebhookEndpoint
         outcome = await self.send(endpoint, event)
         await self._record(claimed, event, endpoint, outcome)
