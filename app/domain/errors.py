@@ -41,6 +41,10 @@ class InvalidFields(DomainError):
         super().__init__("validation_error", INVALID_FIELDS)
         self.errors = list(errors)
 
+    def __str__(self) -> str:
+        """Each field and what is wrong with it, on one line (the CLI's `fails_on` prints it)."""
+        return " ".join(f"{error.pointer.lstrip('/')}: {error.detail}" for error in self.errors)
+
 
 class BookingRefused(DomainError):
     """The booking rules refuse this slot (`slot_unavailable`, `too_late_to_book`, ...)."""

@@ -50,7 +50,7 @@ def _same(given: str, expected: str) -> bool:
 
 
 def is_valid_token(secret: str, token: str | None, session_id: str | None) -> bool:
-    if not token or len(token) != _NONCE_LENGTH + 64 or not token.isascii():
+    if not token or len(token) != _NONCE_LENGTH + 64:
         return False
     nonce = token[:_NONCE_LENGTH]
     return _same(token[_NONCE_LENGTH:], _signature(secret, nonce, session_id))

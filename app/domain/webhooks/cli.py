@@ -49,7 +49,7 @@ def webhooks_group() -> None:
 @click.option(
     "--events", required=True, help="Comma-separated, e.g. reservation.created,reservation.cancelled."
 )
-@fails_on(InvalidAccountData)
+@fails_on(InvalidAccountData, InvalidFields)
 def add_endpoint(app: Litestar, org_slug: str, url: str, events: str) -> None:
     """Add an endpoint. Its id is printed, and its signing secret once, as the last line."""
     settings = app.state["settings"]
@@ -66,10 +66,7 @@ def add_endpoint(app: Litestar, org_slug: str, url: str, events: str) -> None:
             actor=CLI_ACTOR,
         )
 
-    try:
-        created = run_in_transaction(app, work)
-    except InvalidFields as invalid:
-        fail(" ".join(f"{error.pointer.lstrip('/')}: {error.detail}" for error in invalid.errors))
+    created = run_in_transaction(app, work)
     click.echo(f"Added webhook endpoint {created.endpoint.id} for {created.endpoint.url}")
     click.echo("Copy the signing secret now: it is shown only once.")
     click.echo(created.secret)
