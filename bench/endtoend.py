@@ -8,7 +8,9 @@ endpoint). wrk sends both the same requests (each with the next key); rounds are
 endpoint (product, bare, bare, product). Bookings (`POST /api/v1/reservations`) carry a distinct
 Idempotency-Key and a distinct free slot each, at 32 concurrent writers: one long product run between two bare
 ones. The figure is the ratio of the product's 2xx requests/s to the bare app's, with p50/p99 and the errors
-(5xx, 409) of the product's runs.
+(5xx, 409) of the product's runs, and where each side's CPU goes per request (the server, the SAQ worker,
+Valkey, wrk) with the box's cores busy: on a box where all of them share two cores, that is what bounds what
+a second process can add.
 
 Legs: SQLite with 1 pinned process (CPU0; wrk, Valkey and the worker on CPU1) for every endpoint; SQLite with 2
 processes on both cores (as wrk and the worker; Valkey stays on CPU1 with the bench) for /services and /health; PostgreSQL with 1 pinned process for /services, a booking and
@@ -20,25 +22,38 @@ from __future__ import annotations
 import base64
 import json
 import os
+import resource
 import statistics
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from redis import Redis
 from sqlalchemy import select
 
 from app.domain.booking.models import OpeningHours, Package, Service
 from app.lib.db import create_alchemy_config, transaction
 from app.settings import Settings
 from bench.seed import Seeded, seed, write_keys
-from bench.servers import BIN, Process, _spawn, free_port, pinned, start_worker, wait_until_healthy
+from bench.servers import (
+    BIN,
+    Process,
+    _spawn,
+    busy_seconds,
+    free_port,
+    pid_cpu_seconds,
+    pinned,
+    start_worker,
+    wait_until_healthy,
+)
 from bench.wrk import WrkResult, run_wrk
 
 if TYPE_CHECKING:
@@ -356,6 +371,8 @@ class EndToEnd:
             {**self.env(settings, workers, bare_port), "BENCH_BARE_FILE": str(bare_file)},
             cpus,
         )
+        valkey_info = cast(dict[str, Any], Redis.from_url(self.bench.redis_url).info("server"))
+        meter = CpuMeter(worker, int(valkey_info["process_id"]))
         out: dict[str, Any] = {
             "processes": workers,
             "database": "postgresql" if database_url else "sqlite",
@@ -366,7 +383,7 @@ class EndToEnd:
                 if (only is not None and endpoint.name not in only) or not self.selected(endpoint.name):
                     continue
                 out["endpoints"][endpoint.name] = self.abba(
-                    endpoint.path, product_port, bare_port, keys_file, workers
+                    endpoint.path, (product, product_port), (bare, bare_port), keys_file, workers, meter
                 )
                 entry = out["endpoints"][endpoint.name]
                 _log(
@@ -392,18 +409,28 @@ class EndToEnd:
         return self.endpoints is None or any(part in endpoint for part in self.endpoints)
 
     def abba(
-        self, path: str, product_port: int, bare_port: int, keys_file: Path, workers: int
+        self,
+        path: str,
+        product: tuple[Process, int],
+        bare: tuple[Process, int],
+        keys_file: Path,
+        workers: int,
+        meter: CpuMeter,
     ) -> dict[str, Any]:
-        for port in (product_port, bare_port):
+        """Product and bare (each a process and its port) in rounds A B B A, after a warm-up of each."""
+        for _, port in (product, bare):
             self.run(port, path, keys_file, 1, workers)
-        product: list[WrkResult] = []
-        bare: list[WrkResult] = []
+        rounds: dict[str, list[tuple[WrkResult, dict[str, float]]]] = {"product": [], "bare": []}
         for side in ("product", "bare", "bare", "product"):
-            port = product_port if side == "product" else bare_port
-            (product if side == "product" else bare).append(
-                self.run(port, path, keys_file, self.seconds, workers)
+            server, port = product if side == "product" else bare
+            rounds[side].append(
+                meter.round(server, partial(self.run, port, path, keys_file, self.seconds, workers))
             )
-        return _summary(product, bare)
+        return {
+            **_summary([result for result, _ in rounds["product"]], [result for result, _ in rounds["bare"]]),
+            "product_cpu": _cpu_per_request(rounds["product"]),
+            "bare_cpu": _cpu_per_request(rounds["bare"]),
+        }
 
     def booking(
         self,
@@ -418,6 +445,49 @@ class EndToEnd:
         product = [self.book(product_port, keys_file, slot_service, seconds, workers, books=True)]
         bare.append(self.book(bare_port, keys_file, slot_service, self.seconds, workers, books=False))
         return {**_summary(product, bare), "order": "bare, product (one long run), bare", "writers": 32}
+
+
+@dataclass
+class CpuMeter:
+    """Where a round's CPU goes: the server (with its worker processes), the SAQ worker, Valkey, wrk (a child
+    of this process, counted once reaped) and the whole box. Read around each round; its difference over the
+    round's 2xx requests is each part's CPU per request, and the box's over the round's length the cores used.
+    """
+
+    worker: Process
+    valkey_pid: int
+
+    def read(self, server: Process) -> dict[str, float]:
+        return {
+            "server": server.cpu_seconds(),
+            "worker": self.worker.cpu_seconds(),
+            "valkey": pid_cpu_seconds(self.valkey_pid),
+            "wrk": _reaped_children_cpu_seconds(),
+            "box": busy_seconds(),
+        }
+
+    def round(self, server: Process, run: Callable[[], WrkResult]) -> tuple[WrkResult, dict[str, float]]:
+        before = self.read(server)
+        result = run()
+        after = self.read(server)
+        return result, {part: after[part] - before[part] for part in before}
+
+
+def _reaped_children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_per_request(rounds: list[tuple[WrkResult, dict[str, float]]]) -> dict[str, float]:
+    """Each part's CPU µs per 2xx request over the rounds, and the box's cores busy on average."""
+    requests = sum(result.ok for result, _ in rounds) or 1
+    seconds = sum(result.duration_s for result, _ in rounds) or 1.0
+    out = {
+        f"{part}_us": round(sum(cpu[part] for _, cpu in rounds) / requests * 1e6, 1)
+        for part in ("server", "worker", "valkey", "wrk")
+    }
+    out["box_cores_busy"] = round(sum(cpu["box"] for _, cpu in rounds) / seconds, 2)
+    return out
 
 
 def _summary(product: list[WrkResult], bare: list[WrkResult]) -> dict[str, Any]:
@@ -505,6 +575,13 @@ def endtoend(
             / max(one["GET /api/v1/services"]["product_rps"], 1e-9),
             3,
         )
+        # What the box gives a second process: the bare app's own gain, in the same leg's rounds.
+        results["bare_two_vs_one_process_services"] = round(
+            two["GET /api/v1/services"]["bare_rps"] / max(one["GET /api/v1/services"]["bare_rps"], 1e-9), 3
+        )
+        results["product_scaling_vs_bare"] = round(
+            results["two_vs_one_process_services"] / max(results["bare_two_vs_one_process_services"], 1e-9), 3
+        )
     met = {}
     for name, target in TARGETS.items():
         if name in one:
@@ -546,4 +623,23 @@ def table(results: dict[str, Any]) -> str:
                 f"{entry['ratio']:.3f} | {entry['product_p50_ms']} / {entry['product_p99_ms']} | "
                 f"{entry['product_5xx']} | {entry['product_409']} | {entry['product_4xx'] - entry['product_409']} |"
             )
+    return "\n".join(lines)
+
+
+def cpu_table(results: dict[str, Any]) -> str:
+    """Where the CPU goes, per 2xx request: the server, the SAQ worker, Valkey and wrk; and the box's cores busy."""
+    lines = [
+        "| leg | endpoint | side | server µs | worker µs | Valkey µs | wrk µs | cores busy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for leg in ("sqlite_1_process", "sqlite_2_processes", "postgres_1_process"):
+        for name, entry in results.get(leg, {}).get("endpoints", {}).items():
+            for side in ("product", "bare"):
+                cpu = entry.get(f"{side}_cpu")
+                if cpu is None:
+                    continue
+                lines.append(
+                    f"| {leg.replace('_', ' ')} | `{name}` | {side} | {cpu['server_us']} | {cpu['worker_us']} | "
+                    f"{cpu['valkey_us']} | {cpu['wrk_us']} | {cpu['box_cores_busy']} |"
+                )
     return "\n".join(lines)

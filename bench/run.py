@@ -32,7 +32,7 @@ import uvloop
 from app.settings import PROJECT_ROOT, Settings
 from bench import fold, usage_view
 from bench.app import NAIVE_PATH, NOAUTH_PATH
-from bench.endtoend import LEGS, endtoend, table
+from bench.endtoend import LEGS, cpu_table, endtoend, table
 from bench.loadgen import OpenLoopResult, merge, percentiles, run_open_loop
 from bench.seed import Seeded, create_postgres_database, drop_postgres_database, seed, write_keys
 from bench.servers import BIN, Process, cpu0_busy_seconds, free_port, start_web, start_worker, valkey
@@ -773,7 +773,7 @@ def main() -> None:
                     endpoints=args.endpoints.split(",") if args.endpoints else None,
                 )
                 print(json.dumps(e2e, indent=2))
-                print(table(e2e))
+                print(table(e2e), cpu_table(e2e), sep="\n\n")
             finally:
                 bench.stop_all()
             return
@@ -814,6 +814,8 @@ def main() -> None:
     for name, entry in results["figures"].items():
         mark = "" if "met" not in entry else ("  ok" if entry["met"] else "  MISSED")
         print(f"{name:42} {entry['value']!s:>12}  {entry['unit']}{mark}")
+    if "endtoend" in results:
+        print("", table(results["endtoend"]), cpu_table(results["endtoend"]), sep="\n\n")
 
 
 if __name__ == "__main__":

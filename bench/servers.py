@@ -62,13 +62,8 @@ class Process:
                 self.popen.wait(timeout=5)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the process and its reaped children, from /proc."""
-        total = 0.0
-        for pid in [self.pid, *_children(self.pid)]:
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+        """User + system CPU of the process and its child processes (uvicorn's workers), from /proc."""
+        return sum(pid_cpu_seconds(pid) for pid in [self.pid, *_children(self.pid)])
 
 
 def _children(pid: int) -> list[int]:
@@ -135,8 +130,21 @@ def wait_until_healthy(port: int, process: Process, timeout_s: float = 60.0) -> 
 
 def cpu0_busy_seconds() -> float:
     """CPU0's busy time (user, nice, system, irq, softirq, steal) since boot, from /proc/stat."""
+    return busy_seconds("cpu0")
+
+
+def busy_seconds(cpu: str = "cpu") -> float:
+    """A CPU's busy time since boot, from /proc/stat; "cpu", the default, is every CPU's together."""
     for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("cpu0 "):
+        if line.startswith(cpu + " "):
             fields = [int(value) for value in line.split()[1:]]
             return sum(fields[i] for i in (0, 1, 2, 5, 6, 7)) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def pid_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, from /proc (0 once it is gone)."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return 0.0
