@@ -52,7 +52,7 @@ class Plan:
     warmup_s: float = 2
     saturation_s: float = 5
     pairs: int = 3
-    open_loop_50_s: float = 25
+    open_loop_50_s: float = 20
     open_loop_80_s: float = 10
     slice_s: float = 5
     slice_warmup_s: float = 1
