@@ -371,7 +371,7 @@ async def test_batches_sent_within_the_fold_period_are_folded_by_one_upsert(
     assert await counted_requests(app, key_id=key_id) == 3
 
 
-async def test_enough_waiting_batches_start_a_fold_before_its_period(
+async def test_enough_waiting_batches_start_a_fold_before_its_period_and_its_tail_follows(
     app: Litestar, settings: Settings, studio: Staff
 ) -> None:
     # The worker runs WORKER_CONCURRENCY jobs at once: a fold that waited for its period with every slot taken
@@ -390,8 +390,16 @@ async def test_enough_waiting_batches_start_a_fold_before_its_period(
         async with asyncio.timeout(30):
             assert await folder.fold("enough", events)
             assert all(await asyncio.gather(*waiting))
-    assert len(upserts) == 2
-    assert await counted_requests(app, key_id=key_id) == FOLD_AT_BATCHES + 1
+            # A full fold means a backlog: its tail is folded within BACKLOG_WAIT_S, not a period later.
+            assert await folder.fold("tail", events)
+        after_the_tail = asyncio.create_task(folder.fold("after-the-tail", events))
+        await asyncio.sleep(0.2)
+        assert not after_the_tail.done()  # the tail's fold was not full: the period applies again
+        after_the_tail.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await after_the_tail
+    assert len(upserts) == 3
+    assert await counted_requests(app, key_id=key_id) == FOLD_AT_BATCHES + 2
 
 
 async def test_a_failed_group_fails_every_job_in_it_and_their_retries_count_once(

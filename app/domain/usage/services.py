@@ -39,6 +39,10 @@ BATCH_IDS_KEPT = timedelta(days=8)
 # (the recorder's own flush adds up to a second) while still folding a busy second's batches a few at a time.
 FOLD_EVERY_S = 0.5
 FOLD_AT_BATCHES = 16
+# After a full fold (a backlog being drained), how long the next waits for enough batches instead: long enough
+# for the worker to take the jobs its finished ones made room for, short enough that a backlog's tail does not
+# wait a period.
+BACKLOG_WAIT_S = 0.05
 
 
 # Requests refused because their key is revoked or expired: outcomes of their own in the usage view and export
@@ -391,8 +395,9 @@ class UsageFolder:
 
     Batches of one period dirty the same rows (the same keys, the same minutes), so folding those that wait
     together writes each row once instead of once per batch. Folds start at most every FOLD_EVERY_S, sooner
-    once FOLD_AT_BATCHES wait: under load a key's requests of that period cost one upsert per table, not one per
-    batch, and the rows a fold writes stop growing with the request rate. A job whose batch was folded by
+    once FOLD_AT_BATCHES wait, and within BACKLOG_WAIT_S after a fold of that many (a backlog): under load a
+    key's requests of that period cost one upsert per table, not one per batch, and the rows a fold writes
+    stop growing with the request rate. A job whose batch was folded by
     another job's transaction just collects the outcome; if that transaction fails, every job in the group
     fails and SAQ retries each one (their batch ids make a retry count nothing twice).
     """
@@ -410,6 +415,7 @@ class UsageFolder:
         self._waiting: list[tuple[str, Sequence[UsageEvent], asyncio.Future[bool]]] = []
         self._enough_waiting = asyncio.Event()
         self._last_fold: float | None = None  # the loop's time when the last fold started
+        self._last_fold_was_full = False  # it had FOLD_AT_BATCHES or more: a backlog is being drained
 
     async def fold(self, batch_id: str, events: Sequence[UsageEvent]) -> bool:
         """True when this call counted the batch, False when it had been folded before."""
@@ -432,10 +438,13 @@ class UsageFolder:
         return await outcome
 
     async def _until_next_fold(self) -> None:
-        """Wait (holding the lock) until FOLD_EVERY_S after the last fold began, or until enough batches wait."""
+        """Wait (holding the lock) until FOLD_EVERY_S after the last fold began, or until enough batches wait;
+        after a full fold (a backlog being drained) at most BACKLOG_WAIT_S."""
         if self._last_fold is None:
             return
         remaining = self._last_fold + self._fold_every_s - asyncio.get_running_loop().time()
+        if self._last_fold_was_full:
+            remaining = min(remaining, BACKLOG_WAIT_S)
         if remaining > 0 and not self._enough_waiting.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
@@ -446,6 +455,7 @@ class UsageFolder:
         group, self._waiting = self._waiting, []
         self._enough_waiting.clear()
         self._last_fold = asyncio.get_running_loop().time()
+        self._last_fold_was_full = len(group) >= FOLD_AT_BATCHES
         try:
             async with transaction(self._alchemy) as session:
                 claimed = await fold_batches(session, [(b, events) for b, events, _ in group], self._clock())
