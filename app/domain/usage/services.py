@@ -397,9 +397,9 @@ class UsageFolder:
     together writes each row once instead of once per batch. Folds start at most every FOLD_EVERY_S, sooner
     once FOLD_AT_BATCHES wait, and within BACKLOG_WAIT_S after a fold of that many (a backlog): under load a
     key's requests of that period cost one upsert per table, not one per batch, and the rows a fold writes
-    stop growing with the request rate. A job whose batch was folded by
-    another job's transaction just collects the outcome; if that transaction fails, every job in the group
-    fails and SAQ retries each one (their batch ids make a retry count nothing twice).
+    stop growing with the request rate. A job whose batch was folded by another job's transaction just
+    collects the outcome; if that transaction fails, every job in the group fails and SAQ retries each one
+    (their batch ids make a retry count nothing twice).
     """
 
     def __init__(
