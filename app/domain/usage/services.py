@@ -414,8 +414,7 @@ class UsageFolder:
         self._lock = asyncio.Lock()
         self._waiting: list[tuple[str, Sequence[UsageEvent], asyncio.Future[bool]]] = []
         self._enough_waiting = asyncio.Event()
-        self._last_fold: float | None = None  # the loop's time when the last fold started
-        self._last_fold_was_full = False  # it had FOLD_AT_BATCHES or more: a backlog is being drained
+        self._next_fold_at = float("-inf")  # the loop's time before which a fold waits for enough batches
 
     async def fold(self, batch_id: str, events: Sequence[UsageEvent]) -> bool:
         """True when this call counted the batch, False when it had been folded before."""
@@ -438,13 +437,8 @@ class UsageFolder:
         return await outcome
 
     async def _until_next_fold(self) -> None:
-        """Wait (holding the lock) until FOLD_EVERY_S after the last fold began, or until enough batches wait;
-        after a full fold (a backlog being drained) at most BACKLOG_WAIT_S."""
-        if self._last_fold is None:
-            return
-        remaining = self._last_fold + self._fold_every_s - asyncio.get_running_loop().time()
-        if self._last_fold_was_full:
-            remaining = min(remaining, BACKLOG_WAIT_S)
+        """Wait (holding the lock) until the next fold is due, or until enough batches wait."""
+        remaining = self._next_fold_at - asyncio.get_running_loop().time()
         if remaining > 0 and not self._enough_waiting.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
@@ -454,8 +448,8 @@ class UsageFolder:
         """Fold every batch waiting now, and settle each one's outcome (an exception if the fold failed)."""
         group, self._waiting = self._waiting, []
         self._enough_waiting.clear()
-        self._last_fold = asyncio.get_running_loop().time()
-        self._last_fold_was_full = len(group) >= FOLD_AT_BATCHES
+        loop = asyncio.get_running_loop()
+        self._next_fold_at = loop.time() + self._fold_every_s
         try:
             async with transaction(self._alchemy) as session:
                 claimed = await fold_batches(session, [(b, events) for b, events, _ in group], self._clock())
@@ -469,6 +463,9 @@ class UsageFolder:
                 if not outcome.done():
                     outcome.set_exception(RuntimeError("usage fold interrupted"))
             raise
+        finally:
+            if len(group) >= FOLD_AT_BATCHES:  # a backlog being drained: its tail need not wait a period
+                self._next_fold_at = min(self._next_fold_at, loop.time() + BACKLOG_WAIT_S)
         for batch_id, _, outcome in group:
             outcome.set_result(batch_id in claimed)
 
