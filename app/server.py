@@ -2,7 +2,8 @@
 
 uvicorn on uvloop and httptools, with the settings that are the app's business: it believes X-Forwarded-For / X-Forwarded-Proto only
 from TRUSTED_PROXIES (uvicorn alone would trust 127.0.0.1), and logs request lines only when ACCESS_LOG=1,
-without their query strings (a key sent as `?api_key=` must not end up in a log). It runs WEB_CONCURRENCY
+without their query strings (a key sent as `?api_key=` must not end up in a log) and with anything
+key-shaped in their paths cut to its display prefix (a key pasted into a URL path). It runs WEB_CONCURRENCY
 worker processes, by default one per CPU.
 """
 
@@ -11,30 +12,42 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import re
 from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from app.domain.api_keys.rules import KEY_PREFIX, display_prefix
 from app.settings import Settings
 
 APP = "app.asgi:create_app"
+# A key or any longer-than-prefix piece of one: a truncated key is still most of a secret.
+_KEY_IN_PATH = re.compile(re.escape(KEY_PREFIX) + r"[0-9A-Za-z]+")
 
 
-class DropQueryString(logging.Filter):
+def redacted_path(path: str) -> str:
+    """The path without its query string, each key-shaped part cut to the prefix the key page shows."""
+    path = path.split("?", 1)[0]
+    if KEY_PREFIX not in path:
+        return path
+    return _KEY_IN_PATH.sub(lambda match: display_prefix(match.group()) + "...", path)
+
+
+class RedactRequestTarget(logging.Filter):
     """uvicorn's access line is `%s - "%s %s HTTP/%s" %d` with the path and query string as third argument."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+            record.args = (*args[:2], redacted_path(args[2]), *args[3:])
         return True
 
 
 def log_config() -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["drop_query_string"] = {"()": f"{__name__}.DropQueryString"}
-    config["handlers"]["access"]["filters"] = ["drop_query_string"]
+    config.setdefault("filters", {})["redact_request_target"] = {"()": f"{__name__}.RedactRequestTarget"}
+    config["handlers"]["access"]["filters"] = ["redact_request_target"]
     return config
 
 

@@ -1,5 +1,6 @@
 """`python -m app.server` (the Procfile's web process, and `make run`'s): X-Forwarded-For is believed only
-from TRUSTED_PROXIES, and request lines are logged only with ACCESS_LOG=1, never with their query strings."""
+from TRUSTED_PROXIES, and request lines are logged only with ACCESS_LOG=1, never with their query strings nor a key pasted into
+their paths."""
 
 from __future__ import annotations
 
@@ -114,12 +115,19 @@ async def test_behind_trusted_proxies_the_client_is_resolved_and_access_lines_lo
             await create_key_from(client, studio, "1.2.3.4, 198.51.100.7")
             await client.get("/api/v1/services", params={"api_key": key, "limit": "5"})
             await client.get(f"/api/v1/nowhere?api_key={key}")
+            await client.get(f"/api/v1/services/{key}", headers={"Authorization": f"Bearer {key}"})
+            await client.get(f"/api/v1/{key[:-6]}/services")
     assert await audit_addresses(app) == [None, "198.51.100.7"]
     text = log.read_text()
     assert key not in text
     assert "?" not in "".join(line for line in text.splitlines() if "HTTP/1.1" in line)
     assert re.search(r'"GET /api/v1/services HTTP/1\.1" \d{3}', text), text
     assert re.search(r'"GET /api/v1/nowhere HTTP/1\.1" \d{3}', text), text
+    # A key in the path, whole or cut short, is logged as the prefix the key page shows.
+    assert key[:-6] not in text
+    shown = re.escape(key[:14])
+    assert re.search(rf'"GET /api/v1/services/{shown}\.\.\. HTTP/1\.1" \d{{3}}', text), text
+    assert re.search(rf'"GET /api/v1/{shown}\.\.\./services HTTP/1\.1" \d{{3}}', text), text
     # The access line names the client, not the proxy.
     assert re.search(r'198\.51\.100\.7:\d+ - "POST /settings/api-keys HTTP/1\.1" 201', text), text
 
