@@ -656,6 +656,18 @@ def figures(results: dict[str, Any], plan: Plan) -> dict[str, Any]:
     if "endtoend" in results:
         for name, met in results["endtoend"]["targets_met"].items():
             out[f"endtoend {name}"] = figure(int(met), "met (1) or not (0); ratios in results['endtoend']")
+        e2e = results["endtoend"]
+        if "two_vs_one_process_services" in e2e:
+            out["endtoend_2_vs_1_process_services"] = figure(
+                e2e["two_vs_one_process_services"],
+                "x (product, 1 and 2 processes in the same rounds)",
+                ">= 1.6",
+                e2e["two_vs_one_process_services"] >= 1.6,
+            )
+            out["endtoend_2_vs_1_process_services_bare"] = figure(
+                e2e["bare_two_vs_one_process_services"],
+                "x (the bare app, the same rounds): what the box gives",
+            )
     if "postgres" in results:
         pg = results["postgres"]
         out["postgres_guard_overhead_ratio"] = figure(pg["saturation_1_process"]["ratio_median"], "ratio")

@@ -142,6 +142,16 @@ def busy_seconds(cpu: str = "cpu") -> float:
     return 0.0
 
 
+def set_affinity(pid: int, cpus: str) -> None:
+    """Moves every thread of a process (its event loop and aiosqlite's) and of its children to `cpus`."""
+    allowed = {int(cpu) for cpu in cpus.split(",")}
+    for process in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{process}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(task.name), allowed)
+
+
 def pid_cpu_seconds(pid: int) -> float:
     """User + system CPU of one process, from /proc (0 once it is gone)."""
     with contextlib.suppress(OSError):
