@@ -424,10 +424,7 @@ def sqlite_leg(bench: Bench, plan: Plan, results: dict[str, Any]) -> None:
     log("batched vs naive, 2 processes (unpinned, shared box)")
     two = bench.batched_vs_naive(port2, naive_port2, keys_file, pinned=False, rounds=plan.compare_rounds)
     results["sqlite"]["batched_vs_naive_2_processes"] = two
-    log("guard overhead, 2 processes")
-    results["sqlite"]["saturation_2_processes"] = bench.saturation_pairs(
-        port2, server2, keys_file, 1, pinned=False
-    )
+    # No guard-only pair at 2 processes: the end-to-end 2-process leg measures the guarded product there.
     bench.stop(server2)
     bench.stop(naive2)
 
@@ -516,10 +513,7 @@ def postgres_leg(bench: Bench, plan: Plan, results: dict[str, Any]) -> None:
         pg["bare_operations"] = micro(settings.database_url, bench.redis_url, keys_file)
         bench.stop(server)
         server2, port2 = bench.web("web-postgres-2", env, 2, None)
-        pg["saturation_2_processes"] = _timed(
-            "PostgreSQL, 2 processes",
-            lambda: bench.saturation_pairs(port2, server2, keys_file, 1, pinned=False),
-        )
+        bench.wrk_run(port2, GUARDED, keys_file, plan.warmup_s, pinned=False)
         batched, _ = bench.wrk_run(port2, GUARDED, keys_file, plan.compare_s, pinned=False)
         bench.stop(server2)
         naive2, naive_port2 = bench.web("web-postgres-naive-2", bench.env(settings, seeded, "naive"), 2, None)
