@@ -61,7 +61,7 @@ class Plan:
     postgres_pairs: int = 1
     fold_batches: int = 200
     keys: int = 2000
-    endtoend_s: float = 4
+    endtoend_s: float = 4  # wrk takes whole seconds
     booking_s: float = 60
     postgres_booking_s: float = 20
 
