@@ -12,26 +12,20 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import re
 from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from app.domain.api_keys.rules import KEY_PREFIX, display_prefix
+from app.domain.api_keys.rules import mask_keys
 from app.settings import Settings
 
 APP = "app.asgi:create_app"
-# A key or any longer-than-prefix piece of one: a truncated key is still most of a secret.
-_KEY_IN_PATH = re.compile(re.escape(KEY_PREFIX) + r"[0-9A-Za-z]+")
 
 
 def redacted_path(path: str) -> str:
     """The path without its query string, each key-shaped part cut to the prefix the key page shows."""
-    path = path.split("?", 1)[0]
-    if KEY_PREFIX not in path:
-        return path
-    return _KEY_IN_PATH.sub(lambda match: display_prefix(match.group()) + "...", path)
+    return mask_keys(path.split("?", 1)[0])
 
 
 class RedactRequestTarget(logging.Filter):

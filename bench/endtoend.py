@@ -227,6 +227,13 @@ class EndToEnd:
         wait_until_healthy(int(env["PORT"]), process)
         return process
 
+    def start_bare(
+        self, name: str, settings: Settings, workers: int, port: int, answers: Path, cpus: str | None
+    ) -> Process:
+        """The bare app, answering the bytes in `answers` (captured from the product)."""
+        env = {**self.env(settings, workers, port), "BENCH_BARE_FILE": str(answers)}
+        return self.start(name, "bench.bare", env, cpus)
+
     def capture(
         self, port: int, key: str, slot_service: uuid.UUID, services: list[str]
     ) -> tuple[dict[str, Any], list[Endpoint]]:
@@ -369,12 +376,7 @@ class EndToEnd:
         answers, endpoints = self.capture(product_port, seeded.keys[0], slot_service, services)
         bare_file = self.bench.tmp / f"{name}-bare.json"
         bare_file.write_text(json.dumps(answers))
-        bare = self.start(
-            f"{name}-bare",
-            "bench.bare",
-            {**self.env(settings, workers, bare_port), "BENCH_BARE_FILE": str(bare_file)},
-            cpus,
-        )
+        bare = self.start_bare(f"{name}-bare", settings, workers, bare_port, bare_file, cpus)
         valkey_info = cast(dict[str, Any], Redis.from_url(self.bench.redis_url).info("server"))
         meter = CpuMeter(worker, int(valkey_info["process_id"]))
         out: dict[str, Any] = {
@@ -385,22 +387,12 @@ class EndToEnd:
         # The 2-process leg also runs both apps as one pinned process, for the gain measured in one window.
         singles: tuple[tuple[Process, int], tuple[Process, int]] | None = None
         if workers > 1:
-            one_ports = free_port(), free_port()
-            singles = (
-                (
-                    self.start(f"{name}-product-1", "app.server", self.env(settings, 1, one_ports[0]), "0"),
-                    one_ports[0],
-                ),
-                (
-                    self.start(
-                        f"{name}-bare-1",
-                        "bench.bare",
-                        {**self.env(settings, 1, one_ports[1]), "BENCH_BARE_FILE": str(bare_file)},
-                        "0",
-                    ),
-                    one_ports[1],
-                ),
+            product_1_port, bare_1_port = free_port(), free_port()
+            product_1 = self.start(
+                f"{name}-product-1", "app.server", self.env(settings, 1, product_1_port), "0"
             )
+            bare_1 = self.start_bare(f"{name}-bare-1", settings, 1, bare_1_port, bare_file, "0")
+            singles = ((product_1, product_1_port), (bare_1, bare_1_port))
         try:
             for endpoint in endpoints:
                 if (only is not None and endpoint.name not in only) or not self.selected(endpoint.name):
@@ -482,7 +474,8 @@ class EndToEnd:
             self.run(port, path, keys_file, 1, workers)
         rounds: dict[tuple[str, int], list[tuple[WrkResult, dict[str, float]]]] = {key: [] for key in servers}
         order = [("product", 1), ("product", 2), ("bare", 2), ("bare", 1)]
-        for side, workers in order + order[::-1]:
+        in_turn = order + order[::-1]
+        for side, workers in in_turn:
             server, port = servers[side, workers]
             set_affinity(meter.worker.pid, "1" if workers == 1 else EVERY_CPU)
             rounds[side, workers].append(
@@ -494,7 +487,7 @@ class EndToEnd:
             return statistics.mean(result.ok_rps for result, _ in rounds[key])
 
         gains = {
-            "order": "P1 P2 B2 B1 B1 B2 P2 P1",
+            "order": " ".join(f"{side[0].upper()}{workers}" for side, workers in in_turn),
             "product_1_rps": round(rps(("product", 1)), 1),
             "product_2_rps": round(rps(("product", 2)), 1),
             "bare_1_rps": round(rps(("bare", 1)), 1),
@@ -728,15 +721,22 @@ def cpu_table(results: dict[str, Any]) -> str:
                 cpu = entry.get(f"{side}_cpu")
                 if cpu is None:
                     continue
-                lines.append(
-                    f"| {leg.replace('_', ' ')} | `{name}` | {side} | {cpu['server_us']} | {cpu['worker_us']} | "
-                    f"{cpu['valkey_us']} | {cpu['wrk_us']} | {cpu['box_cores_busy']} |"
-                )
+                lines.append(_cpu_row(leg.replace("_", " "), name, side, cpu))
     scaling = results.get("sqlite_2_processes", {}).get("scaling")
     for side in ("product", "bare") if scaling else ():
-        cpu = scaling[f"{side}_1_cpu"]
         lines.append(
-            f"| sqlite 2 processes, its 1-process rounds | `GET {SCALING_PATH}` | {side} | {cpu['server_us']} | "
-            f"{cpu['worker_us']} | {cpu['valkey_us']} | {cpu['wrk_us']} | {cpu['box_cores_busy']} |"
+            _cpu_row(
+                "sqlite 2 processes, its 1-process rounds",
+                f"GET {SCALING_PATH}",
+                side,
+                scaling[f"{side}_1_cpu"],
+            )
         )
     return "\n".join(lines)
+
+
+def _cpu_row(leg: str, endpoint: str, side: str, cpu: dict[str, float]) -> str:
+    return (
+        f"| {leg} | `{endpoint}` | {side} | {cpu['server_us']} | {cpu['worker_us']} | {cpu['valkey_us']} | "
+        f"{cpu['wrk_us']} | {cpu['box_cores_busy']} |"
+    )

@@ -123,6 +123,17 @@ def display_prefix(key: str) -> str:
     return key[: len(KEY_PREFIX) + DISPLAY_RANDOM_CHARS]
 
 
+# A key or any piece of one longer than the prefix: a key cut short is still most of a secret.
+_KEY_SHAPED: Final = re.compile(re.escape(KEY_PREFIX) + r"[0-9A-Za-z]+")
+
+
+def mask_keys(text: str) -> str:
+    """``text`` with each key-shaped part cut to its display prefix and ``...`` (for logs)."""
+    if KEY_PREFIX not in text:
+        return text
+    return _KEY_SHAPED.sub(lambda match: display_prefix(match.group()) + "...", text)
+
+
 # --- Origins ----------------------------------------------------------------------------------------
 
 
