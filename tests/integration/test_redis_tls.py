@@ -7,8 +7,6 @@ The server requires the client certificate, and an ACL user with a password (its
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -21,10 +19,6 @@ from urllib.parse import quote
 
 import pytest
 import redis as redis_sync
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -33,6 +27,7 @@ from app.domain.api_keys.rate_limit import RateLimiter, log_key
 from app.lib.redis_pipe import RedisPipe, RedisUnavailable, encode_command
 from app.settings import Settings
 from tests.api_helpers import assert_problem, bearer, make_key
+from tests.certificates import certificate, new_key, write
 from tests.fixtures.app import dispose_engines
 from tests.fixtures.server import free_port
 from tests.fixtures.staff import Staff
@@ -44,45 +39,6 @@ INSTALL_HINT = (
     "TLS tests need Debian's redis-server: `make test` installs it as root (scripts/ensure-redis-server)"
 )
 USER, PASSWORD = "limiter", "s3cret/with:odd@chars"
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey] | None
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer[0] if issuer else subject))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-    )
-    if issuer is None:  # the CA
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-    else:
-        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
-def _write(
-    directory: Path, name: str, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey
-) -> None:
-    (directory / f"{name}.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (directory / f"{name}.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
 
 
 @dataclass(frozen=True)
@@ -110,16 +66,14 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
     if not Path(REDIS_SERVER).is_file():
         pytest.fail(INSTALL_HINT)
     certs = tmp_path_factory.mktemp("tls")
-    ca_key, server_key, client_key, stranger_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
-    ca = _certificate("Test private CA", ca_key, None)
-    _write(certs, "ca", ca, ca_key)
-    _write(certs, "server", _certificate("redis server", server_key, ("Test private CA", ca_key)), server_key)
-    _write(certs, "client", _certificate("web process", client_key, ("Test private CA", ca_key)), client_key)
+    ca_key, server_key, client_key, stranger_key = (new_key() for _ in range(4))
+    ca = certificate("Test private CA", ca_key, None)
+    write(certs, "ca", ca, ca_key)
+    write(certs, "server", certificate("redis server", server_key, ("Test private CA", ca_key)), server_key)
+    write(certs, "client", certificate("web process", client_key, ("Test private CA", ca_key)), client_key)
     # A client certificate from a CA the server does not trust.
-    other_ca_key = ec.generate_private_key(ec.SECP256R1())
-    _write(
-        certs, "stranger", _certificate("stranger", stranger_key, ("Other CA", other_ca_key)), stranger_key
-    )
+    other_ca_key = new_key()
+    write(certs, "stranger", certificate("stranger", stranger_key, ("Other CA", other_ca_key)), stranger_key)
     port = free_port()
     # fmt: off
     arguments = [

@@ -334,6 +334,42 @@ async def test_production_delivery_refuses_a_host_that_now_resolves_privately(
     assert delivery.status == "failed"
 
 
+async def test_production_delivery_connects_to_the_address_it_checked_not_to_a_second_answer(
+    client: Client, app: Litestar, studio: Staff, clock: SettableClock
+) -> None:
+    """DNS rebinding: a name that answers a public address for the check and a private one after it. The
+    delivery resolves once and connects to what it checked, with the name in Host and TLS. The receiver
+    stands in for a public host this test cannot reach."""
+    service = await bookable_service(app, studio)
+    key = await make_key(app, studio)
+    answers = [["93.184.216.34"], ["127.0.0.1"]]
+    lookups: list[str] = []
+
+    async def rebinding(host: str, _port: int) -> list[str]:
+        lookups.append(host)
+        return answers[min(len(lookups), len(answers)) - 1]
+
+    sent: list[httpx.Request] = []
+
+    def public_host(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    await add_endpoint(app, studio, "https://hooks.example.com:8443/in")
+    await book(client, key, service, "10:00", "k1")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(public_host)) as http_client:
+        worker = deliverer(app, clock, http_client, production=True, resolve=rebinding)
+        assert await worker.run() == 1
+    assert lookups == ["hooks.example.com"]
+    (request,) = sent
+    assert str(request.url) == "https://93.184.216.34:8443/in"
+    assert request.headers["host"] == "hooks.example.com:8443"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
+    assert request.headers["connection"] == "close"
+    (delivery,) = await rows(app, WebhookDelivery)
+    assert delivery.status == "delivered"
+
+
 # --- A worker killed mid-delivery -------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -135,7 +135,8 @@ class Deliverer:
         def took() -> int:
             return int((time.monotonic() - started) * 1000)
 
-        if problem := await self.refusal(endpoint.url):
+        problem, addresses = await self.checked(endpoint.url)
+        if problem:
             return Outcome(None, f"refused: {problem}", took())
         body = event.body.encode()
         secret = rules.secret_for(self.secret_key, endpoint.secret_salt)
@@ -146,30 +147,29 @@ class Deliverer:
             rules.SIGNATURE_HEADER: rules.signature(secret, int(self.clock().timestamp()), body),
         }
         try:
-            response = await self.client.post(
-                endpoint.url, content=body, headers=headers, timeout=self.timeout_s, follow_redirects=False
-            )
+            response = await post(self.client, endpoint.url, addresses, body, headers, self.timeout_s)
         except httpx.TimeoutException:
             return Outcome(None, "timeout", took())
         except httpx.HTTPError as error:
             return Outcome(None, f"connection error: {type(error).__name__}", took())
         return Outcome(response.status_code, "", took())
 
-    async def refusal(self, url: str) -> str | None:
-        """Why this URL may not be called now (SSRF), or None."""
+    async def checked(self, url: str) -> tuple[str | None, list[str]]:
+        """Why this URL may not be called now (SSRF), or None and, in production, the addresses checked,
+        which the delivery then connects to."""
         if problem := rules.url_problem(url, production=self.production):
-            return problem
+            return problem, []
         if not self.production:
-            return None
+            return None, []
         parts = urlsplit(url)
         assert parts.hostname is not None  # checked by url_problem
         try:
             addresses = await self.resolve(parts.hostname, parts.port or 443)
         except OSError:
-            return "the host name does not resolve"
+            return "the host name does not resolve", []
         if not addresses or rules.refused_addresses(addresses):
-            return f"{parts.hostname} resolves to a private, loopback or link-local address"
-        return None
+            return f"{parts.hostname} resolves to a private, loopback or link-local address", []
+        return None, addresses
 
     async def _record(
         self, claimed: Claimed, event: WebhookEvent, endpoint: WebhookEndpoint, outcome: Outcome
@@ -238,3 +238,39 @@ class Deliverer:
                         },
                     )
                     logger.warning("webhooks: disabled endpoint %s after 3 days of failures", current.id)
+
+
+async def post(
+    client: httpx.AsyncClient,
+    url: str,
+    addresses: Sequence[str],
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout_s: float,
+) -> httpx.Response:
+    """POST `body` to `url`, never following a redirect. Given addresses, connects to them (the next when one
+    refuses the connection) instead of resolving the host name again: a name re-pointed at a private address
+    between the check and the connection (DNS rebinding) cannot reach it. The name still goes in the Host
+    header and TLS (SNI and the certificate check). Such a connection is closed after its answer: a pooled one
+    is keyed by address, and another host name at that address must get a TLS session checked for its own."""
+    if not addresses:
+        return await client.post(
+            url, content=body, headers=headers, timeout=timeout_s, follow_redirects=False
+        )
+    target = httpx.URL(url)
+    pinned_headers = {**headers, "Host": target.netloc.decode("ascii"), "Connection": "close"}
+    extensions = {"sni_hostname": target.raw_host.decode("ascii")}
+    for index, address in enumerate(addresses):
+        try:
+            return await client.post(
+                target.copy_with(host=address),
+                content=body,
+                headers=pinned_headers,
+                timeout=timeout_s,
+                follow_redirects=False,
+                extensions=extensions,
+            )
+        except httpx.ConnectError:
+            if index == len(addresses) - 1:
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
