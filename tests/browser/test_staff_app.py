@@ -851,7 +851,16 @@ def test_the_webhooks_pages_pass_axe_fit_the_screen_and_log_deliveries_on_the_st
     page.get_by_role("button", name="Roll secret").click()
     expect(page.get_by_role("region", name="New signing secret")).to_be_visible()
     check_page(page, phone=phone)
+    # Remove asks first; Cancel keeps the endpoint.
     page.get_by_role("button", name="Remove endpoint").click()
+    question = page.get_by_role("dialog", name="Remove this endpoint?")
+    expect(question).to_be_visible()
+    check_page(page, phone=phone)
+    question.get_by_role("link", name="Cancel").click()
+    expect(question).to_be_hidden()
+    expect(page.get_by_role("heading", name=url)).to_be_visible()
+    page.get_by_role("button", name="Remove endpoint").click()
+    question.get_by_role("button", name="Remove endpoint").click()
     expect(page).to_have_url(re.compile(r"/settings/webhooks$"))
     expect(page.get_by_role("link", name=url)).to_have_count(0)
 

@@ -95,6 +95,20 @@ async def test_roll_disable_enable_and_remove(admin_client: Client, app: Litesta
     await post_form(admin_client, f"{PAGE}/{endpoint.id}/toggle")
     assert (await endpoints(app))[0].enabled
 
+    # Remove asks first: the page's button opens a dialog that holds the only form that removes, and
+    # without JavaScript its link opens the page with that question open.
+    page = (await admin_client.get(f"{PAGE}/{endpoint.id}")).text
+    removing = f'action="{PAGE}/{endpoint.id}/delete"'
+    dialog = page.index('<dialog id="remove-endpoint-dialog"')
+    assert page.count(removing) == 1 and page.index(removing) > dialog
+    assert f'href="{PAGE}/{endpoint.id}?confirm=remove" data-open-dialog="remove-endpoint-dialog"' in page
+    assert "open>" not in page[dialog : page.index(">", dialog) + 1]
+    question = await admin_client.get(f"{PAGE}/{endpoint.id}?confirm=remove")
+    assert question.status_code == 200 and "Remove this endpoint?" in question.text
+    assert '<dialog id="remove-endpoint-dialog"' in question.text
+    assert 'aria-labelledby="remove-endpoint-title" open>' in question.text
+    assert len(await endpoints(app)) == 1  # asking removes nothing
+
     removed = await post_form(admin_client, f"{PAGE}/{endpoint.id}/delete")
     assert removed.status_code == 303 and removed.headers["location"] == PAGE
     assert await endpoints(app) == []

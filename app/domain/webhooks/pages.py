@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,6 +103,7 @@ class WebhooksController(Controller):
         notice: str | None = None,
         notice_kind: str = "success",
         created: services.WithSecret | None = None,
+        confirm_remove: bool = False,
         headers: dict[str, str] | None = None,
     ) -> Template:
         user: User = request.user
@@ -113,6 +114,7 @@ class WebhooksController(Controller):
             "notice": notice,
             "notice_kind": notice_kind,
             "created": created,
+            "confirm_remove": confirm_remove,
         }
         return Template("webhooks/endpoint.html", context=context, headers=headers)
 
@@ -128,8 +130,11 @@ class WebhooksController(Controller):
         request: HTMXRequest,
         db_session: NamedDependency[AsyncSession],
         endpoint_id: FromPath[uuid.UUID],
+        confirm: FromQuery[str] = "",
     ) -> Template:
-        return await self._endpoint(request, db_session, await self._get(request, db_session, endpoint_id))
+        """The endpoint's page; `?confirm=remove` (Remove without JavaScript) opens the question its dialog asks."""
+        endpoint = await self._get(request, db_session, endpoint_id)
+        return await self._endpoint(request, db_session, endpoint, confirm_remove=confirm == "remove")
 
     @post("/{endpoint_id:uuid}/test", name="webhooks.test", status_code=200)
     async def send_test(
