@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # A staff session ends this long after sign-in, however active it is (SESSION_IDLE_MINUTES ends idle ones sooner).
@@ -49,6 +50,9 @@ class Settings:
     # else the URL.
     github_secret_scanning_keys_url: str = DEFAULT_GITHUB_PUBLIC_KEYS_URL
     github_secret_scanning_keys_file: Path | None = None
+    # The app's public origin (PUBLIC_URL) for the links it hands out, such as a customer's manage link; None:
+    # the request's own scheme and Host.
+    public_url: str | None = None
 
     @property
     def forwarded_allow_ips(self) -> str:
@@ -124,6 +128,7 @@ class Settings:
             web_concurrency=int(concurrency_text),
             github_secret_scanning_keys_url=keys_url,
             github_secret_scanning_keys_file=Path(keys_file) if keys_file else None,
+            public_url=parse_public_url(env.get("PUBLIC_URL", "")),
         )
 
 
@@ -132,6 +137,31 @@ def _positive_whole(env: Mapping[str, str], name: str, default: int, unit: str) 
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise SettingsError(f"{name} must be a whole number of {unit}, not {text!r}")
     return int(text)
+
+
+def parse_public_url(text: str) -> str | None:
+    """An origin, `https://book.example.com` or `http://host:port` (a trailing slash is dropped); anything more
+    or less stops the app, since every link built on it would be wrong."""
+    text = text.strip()
+    if not text:
+        return None
+    problem = f"PUBLIC_URL must be an origin such as https://book.example.com, not {text!r}"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        raise SettingsError(problem) from None
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or text.endswith(("?", "#"))
+    ):
+        raise SettingsError(problem)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def parse_trusted_proxies(text: str) -> tuple[Network, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -112,6 +113,32 @@ async def test_booking_a_slot(client: Client, app: Litestar, studio: Staff) -> N
         )
     ).json()
     assert start.isoformat() not in [slot["start"] for slot in listed["days"][0]["slots"]]
+
+
+async def test_the_manage_link_is_on_the_public_url_whatever_host_the_request_names(
+    client: Client, app: Litestar, studio: Staff
+) -> None:
+    service = await bookable_service(app, studio)
+    key = await make_key(app, studio)
+    forged = {"Host": "attacker.example"}
+    # Unset, the link is on the request's own host, as its sender named it.
+    from_host = await client.post(
+        RESERVATIONS,
+        json=booking(service, local(days_ahead(2), "10:30")),
+        headers={**bearer(key), **forged, "Idempotency-Key": "k-host"},
+    )
+    assert from_host.json()["manage_url"].startswith("http://attacker.example/manage?token=")
+
+    app.state.settings = dataclasses.replace(app.state.settings, public_url="https://book.example.com")
+    response = await client.post(
+        RESERVATIONS,
+        json=booking(service, local(days_ahead(2), "12:30")),
+        headers={**bearer(key), **forged, "Idempotency-Key": "k-public"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["manage_url"].startswith("https://book.example.com/manage?token=")
+    fetched = await client.get(response.headers["location"], headers={**bearer(key), **forged})
+    assert fetched.json()["manage_url"] == response.json()["manage_url"]
 
 
 async def test_any_offset_names_the_same_slot(client: Client, app: Litestar, studio: Staff) -> None:

@@ -247,3 +247,34 @@ def test_usage_retention_per_table(tmp_path: Path) -> None:
     ):
         with pytest.raises(SettingsError, match=f"{name} must be a whole number"):
             Settings.from_env({"DATA_DIR": str(tmp_path), name: value})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", None),
+        ("https://book.example.com", "https://book.example.com"),
+        (" https://book.example.com/ ", "https://book.example.com"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+    ],
+)
+def test_the_public_url_is_an_origin(tmp_path: Path, value: str, expected: str | None) -> None:
+    assert Settings.from_env({"DATA_DIR": str(tmp_path), "PUBLIC_URL": value}).public_url == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "book.example.com",
+        "ftp://book.example.com",
+        "https://",
+        "https://book.example.com/app",
+        "https://book.example.com?x=1",
+        "https://book.example.com/#top",
+        "https://user@book.example.com",
+        "https://book.example.com:99999",
+    ],
+)
+def test_a_public_url_that_is_not_an_origin_stops_the_app(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match="PUBLIC_URL must be an origin"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "PUBLIC_URL": value})

@@ -256,8 +256,9 @@ def _key_of(header: str | None) -> str:
 
 
 def _manage_url(request: ApiRequest, public_id: str) -> str:
-    base = f"{request.url.scheme}://{request.url.netloc}"
-    return manage.url_for(base, request.app.state.settings.secret_key, public_id)
+    settings = request.app.state.settings
+    base = settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
+    return manage.url_for(base, settings.secret_key, public_id)
 
 
 def _out(request: ApiRequest, reservation: Reservation, service: Service) -> ReservationOut:
