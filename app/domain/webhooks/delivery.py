@@ -8,6 +8,7 @@ body, so a receiver that keeps the ids it has seen processes each event exactly 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -260,17 +261,18 @@ async def post(
     target = httpx.URL(url)
     pinned_headers = {**headers, "Host": target.netloc.decode("ascii"), "Connection": "close"}
     extensions = {"sni_hostname": target.raw_host.decode("ascii")}
-    for index, address in enumerate(addresses):
-        try:
-            return await client.post(
-                target.copy_with(host=address),
-                content=body,
-                headers=pinned_headers,
-                timeout=timeout_s,
-                follow_redirects=False,
-                extensions=extensions,
-            )
-        except httpx.ConnectError:
-            if index == len(addresses) - 1:
-                raise
-    raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def to(address: str) -> httpx.Response:
+        return await client.post(
+            target.copy_with(host=address),
+            content=body,
+            headers=pinned_headers,
+            timeout=timeout_s,
+            follow_redirects=False,
+            extensions=extensions,
+        )
+
+    for address in addresses[:-1]:
+        with contextlib.suppress(httpx.ConnectError):
+            return await to(address)
+    return await to(addresses[-1])
